@@ -1,0 +1,137 @@
+"""Command line: `python -m continualcode [flags]` opens the REPL; subcommands do the rest.
+
+Each subcommand is one small function registered in `COMMANDS`; flags shared by
+all of them (model, engine, repo) live on the top-level parser and become
+`Settings` through `config.load_settings` (flags > repo config > user config >
+defaults).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Callable
+
+from . import __version__
+from .config import ConfigError, Settings, load_settings
+from .engine import EngineError
+from .models import BUNDLED, DEFAULT_MODEL, ModelError
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+
+
+class UsageError(Exception):
+    """Bad input on the command line; exit code 2."""
+
+
+def find_repo_root(start: Path) -> Path:
+    """The enclosing git work tree, or `start` itself when there is none."""
+    import git
+
+    try:
+        return Path(git.Repo(start, search_parent_directories=True).working_tree_dir)
+    except (git.InvalidGitRepositoryError, git.NoSuchPathError):
+        return start
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="continualcode",
+        description="A terminal coding agent that learns from your feedback while you use it.",
+        epilog="Settings precedence: flags > <repo>/.continualcode/config.toml > "
+        "~/.config/continualcode/config.toml > defaults.",
+    )
+    parser.add_argument("--version", action="version", version=f"continualcode {__version__}")
+    parser.add_argument("--repo", type=Path, default=None,
+                        help="repository to work in (default: the git repo around the current directory)")
+    parser.add_argument("--model", default=None,
+                        help=f"bundled model ({', '.join(BUNDLED)}; default {DEFAULT_MODEL}), "
+                        "a local HF directory, a .gguf file, or a hub id")
+    parser.add_argument("--engine", choices=["embedded", "vllm", "scripted"], default=None,
+                        help="embedded: transformers+peft in-process (CPU default); vllm: an OpenAI-compatible "
+                        "vLLM server with runtime LoRA; scripted: replay --script replies (testing)")
+    parser.add_argument("--dtype", choices=["auto", "fp32", "bf16"], default=None,
+                        help="weights dtype for the embedded engine")
+    parser.add_argument("--vllm-url", default=None, help="use a running vLLM server at this URL")
+    parser.add_argument("--vllm-command", default=None,
+                        help="vllm executable used to start a server (default: vllm)")
+    parser.add_argument("--script", default=None, help="JSON list of replies for --engine scripted")
+    parser.add_argument("--no-learn", dest="learn", action="store_const", const=False, default=None,
+                        help="do not record training examples or train")
+    parser.add_argument("--resume", nargs="?", const="latest", default=None, metavar="ID",
+                        help="resume a session (the latest when no ID)")
+    parser.add_argument("--tui", action="store_true", help="full-screen Textual interface")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, (register, _handler, help_text) in COMMANDS.items():
+        register(sub.add_parser(name, help=help_text, description=help_text))
+    return parser
+
+
+# -- subcommands -------------------------------------------------------------
+
+def _register_models(p: argparse.ArgumentParser) -> None:
+    p.add_argument("action", choices=["list", "prepare"], help="list bundled models, or prepare (assemble, verify, cache)")
+    p.add_argument("names", nargs="*", help="models to prepare (default: the configured model)")
+
+
+def cmd_models(args: argparse.Namespace, settings: Settings) -> int:
+    from .models import cache_root, prepare
+
+    if args.action == "list":
+        for model in BUNDLED.values():
+            marker = "*" if model.name == settings.model else " "
+            cached = (cache_root() / "hf" / model.name / "config.json").is_file()
+            print(f"{marker} {model.name:22} {'cached' if cached else 'not cached':11} {model.description}")
+        return EXIT_OK
+    for name in args.names or [settings.model]:
+        resolved = prepare(name)
+        print(f"{resolved.name}: {resolved.path}")
+    return EXIT_OK
+
+
+COMMANDS: dict[str, tuple[Callable, str, str]] = {
+    # name: (add arguments, "module:function" handler imported on use, one-line help)
+    "models": (_register_models, "continualcode.cli:cmd_models", "list or prepare the bundled models"),
+}
+
+
+def _handler(spec: str) -> Callable:
+    import importlib
+
+    module, _, function = spec.partition(":")
+    return getattr(importlib.import_module(module), function)
+
+
+def settings_from_args(args: argparse.Namespace, repo: Path) -> Settings:
+    flags = {key: getattr(args, key, None) for key in
+             ("model", "engine", "dtype", "vllm_url", "vllm_command", "script", "learn")}
+    return load_settings(repo, flags)
+
+
+def main(argv: list[str] | None = None) -> int:
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        repo = (args.repo or find_repo_root(Path.cwd())).resolve()
+        if not repo.is_dir():
+            raise UsageError(f"--repo {repo}: not a directory")
+        settings = settings_from_args(args, repo)
+        if args.command:
+            return _handler(COMMANDS[args.command][1])(args, settings) or EXIT_OK
+        from .repl import run_repl
+
+        return run_repl(repo, settings, resume=args.resume, tui=args.tui)
+    except (UsageError, ConfigError, ModelError) as exc:
+        print(f"continualcode: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except EngineError as exc:
+        print(f"continualcode: engine error: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+
+
+def print_json(value) -> None:
+    print(json.dumps(value, indent=2, default=str))
