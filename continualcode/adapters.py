@@ -36,19 +36,34 @@ from __future__ import annotations
 
 import errno
 import fcntl
-import hashlib
 import json
 import logging
 import os
 import re
 import shutil
-import struct
 import tempfile
 from contextlib import contextmanager
-from dataclasses import dataclass, field, replace
-from datetime import datetime, timezone
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterator
+
+from continualcode.adapter_files import (
+    ADAPTER_FILES,
+    CONFIG_FILE,
+    META,
+    TEACHER_FILE,
+    TMP_PREFIX,
+    WEIGHTS_FILE,
+    AdapterVersion,
+    atomic_write,
+    check_version,
+    fsync_path,
+    json_bytes,
+    remove_stale_tmp,
+    sha256_file,
+    utc_now,
+    write_synced,
+)
 
 if TYPE_CHECKING:
     from torch import Tensor
@@ -57,15 +72,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-META = "meta.json"
 LIVE = "LIVE"
 EVENTS = "events.jsonl"
 LOCK = ".lock"
-TMP_PREFIX = ".tmp-"
-CONFIG_FILE = "adapter_config.json"
-WEIGHTS_FILE = "adapter_model.safetensors"
-TEACHER_FILE = "teacher.safetensors"
-ADAPTER_FILES = (CONFIG_FILE, WEIGHTS_FILE)
 DECISIONS = ("promoted", "rejected", "pending")
 META_FORMAT = 1
 PEFT_ADAPTER_NAME = "default"
@@ -95,80 +104,6 @@ def version_name(spec: str | int) -> str:
     if number < 1:
         raise AdapterError(f"{text!r}: versions start at v0001; use 'base' for the base model")
     return f"v{number:04d}"
-
-
-@dataclass(frozen=True)
-class AdapterVersion:
-    """One stored version as listed: its meta.json, whether it is live, and why it is corrupt."""
-
-    name: str
-    path: Path
-    meta: dict[str, Any] = field(default_factory=dict)
-    corrupt: str | None = None
-    live: bool = False
-
-    @property
-    def number(self) -> int:
-        return int(self.name[1:])
-
-    @property
-    def parent(self) -> str | None:
-        return self.meta.get("parent")
-
-    @property
-    def created(self) -> str | None:
-        return self.meta.get("created")
-
-    @property
-    def commit(self) -> str | None:
-        return self.meta.get("commit")
-
-    @property
-    def examples(self) -> list:
-        return list(self.meta.get("examples") or [])
-
-    @property
-    def n_examples(self) -> int:
-        return len(self.examples)
-
-    @property
-    def metrics(self) -> dict[str, Any]:
-        return dict(self.meta.get("metrics") or {})
-
-    @property
-    def base_model(self) -> str | None:
-        return self.meta.get("base_model")
-
-    @property
-    def base_checksum(self) -> str | None:
-        return self.meta.get("base_checksum")
-
-    @property
-    def promotion(self) -> dict[str, Any]:
-        return dict(self.meta.get("promotion") or {})
-
-    @property
-    def decision(self) -> str | None:
-        return self.promotion.get("decision")
-
-    @property
-    def reason(self) -> str | None:
-        return self.promotion.get("reason")
-
-    @property
-    def has_teacher(self) -> bool:
-        return TEACHER_FILE in (self.meta.get("files") or {})
-
-    def to_json(self) -> dict[str, Any]:
-        """The row `adapters list --json` prints."""
-        return {
-            "version": self.name, "parent": self.parent, "created": self.created,
-            "commit": self.commit, "n_examples": self.n_examples, "examples": self.examples,
-            "decision": self.decision, "reason": self.reason,
-            "scores": self.promotion.get("scores") or {}, "metrics": self.metrics,
-            "base_model": self.base_model, "live": self.live, "corrupt": self.corrupt,
-            "path": str(self.path),
-        }
 
 
 class AdapterRegistry:
@@ -203,7 +138,7 @@ class AdapterRegistry:
                        key=lambda n: int(n[1:]))
         versions = [self._inspect(n, verify=verify) for n in names]
         live = self._live_name(versions)[0]
-        return [replace(v, live=True) if v.name == live else v for v in versions]
+        return [replace(v, live=True) if v.version == live else v for v in versions]
 
     def get(self, spec: str | int, *, verify: bool = False) -> AdapterVersion:
         """One version (possibly corrupt: check ``.corrupt``); 'base' has no stored version."""
@@ -216,7 +151,7 @@ class AdapterRegistry:
             raise AdapterError(f"no adapter version {name} in {self.root}; "
                                "`continualcode adapters list` shows the versions")
         version = self._inspect(name, verify=verify)
-        return replace(version, live=version.name == self._live_name()[0])
+        return replace(version, live=version.version == self._live_name()[0])
 
     def live(self) -> AdapterVersion | None:
         """The version being served, after the fallback rule; None = base model."""
@@ -230,8 +165,15 @@ class AdapterRegistry:
         while name is not None and name not in chain and (self.root / name).is_dir():
             chain.append(name)
             parent = self._inspect(name).parent
-            name = version_name(parent) if parent else None
+            try:
+                name = version_name(parent) if parent else None
+            except AdapterError:  # a hand-edited meta.json; the chain ends here
+                name = None
         return chain
+
+    def path(self, spec: str | int) -> Path:
+        """The directory to hand to PeftModel.from_pretrained or vLLM, after a full check."""
+        return self._require_valid(spec, verify=True).path
 
     def load_tensors(self, spec: str | int) -> dict[str, Tensor]:
         """The adapter's tensors (PEFT key names), after a full checksum check."""
@@ -314,11 +256,10 @@ class AdapterRegistry:
         """Point LIVE at a version ('base' = the base model) and record the event."""
         name = self.resolve(spec)
         target = None if name is None else self._require_valid(name, verify=True)
-        with self._locked():
-            before = self._read_pointer()
-            _atomic_write(self.root / LIVE, (name or "").encode() + b"\n")
-            self._append_event({"at": _now(), "event": "live", "from": before,
+        with self._locked():  # event first: after a kill, LIVE is the last event's "from" or "to"
+            self._append_event({"at": utc_now(), "event": "live", "from": self._read_pointer(),
                                 "to": name, "reason": reason})
+            atomic_write(self.root / LIVE, (name or "").encode() + b"\n")
         return None if target is None else replace(target, live=True)
 
     def rollback(self, spec: str | int | None, reason: str = "rollback") -> AdapterVersion | None:
@@ -335,9 +276,9 @@ class AdapterRegistry:
             version = self._require_valid(spec, verify=False)
             meta = dict(version.meta)
             meta["promotion"] = {"decision": decision, "reason": reason,
-                                 "scores": dict(scores or {}), "decided": _now()}
-            _atomic_write(version.path / META, _json_bytes(meta))
-        return self.get(version.name)
+                                 "scores": dict(scores or {}), "decided": utc_now()}
+            atomic_write(version.path / META, json_bytes(meta))
+        return self.get(version.version)
 
     # -- internals -------------------------------------------------------------------
 
@@ -355,6 +296,7 @@ class AdapterRegistry:
 
         with self._locked():  # mkdtemp + flock under the lock: _recover never sees it unlocked
             tmp = Path(tempfile.mkdtemp(prefix=TMP_PREFIX, dir=self.root))
+            os.chmod(tmp, 0o755)  # mkdtemp's 0700 would hide it from a vLLM server run as another user
             tmp_fd = os.open(tmp, os.O_RDONLY)
             fcntl.flock(tmp_fd, fcntl.LOCK_EX)
         try:
@@ -368,20 +310,20 @@ class AdapterRegistry:
             if missing:
                 raise AdapterError(f"save_pretrained wrote no {', '.join(missing)}; "
                                    "is the adapter named 'default'?")
-            files = {p.name: {"size": p.stat().st_size, "sha256": _sha256(p)}
+            files = {p.name: {"size": p.stat().st_size, "sha256": sha256_file(p)}
                      for p in sorted(tmp.iterdir()) if p.is_file()}
             for name in files:
-                _fsync_path(tmp / name)
+                fsync_path(tmp / name)
             meta = {"format": META_FORMAT, "version": None, "parent": parent_name,
                     "base_model": base_model, "base_checksum": base_checksum,
                     "examples": list(examples), "metrics": dict(metrics), "commit": commit,
-                    "created": _now(), "promotion": promotion, "files": files}
+                    "created": utc_now(), "promotion": promotion, "files": files}
             with self._locked():
                 number = self._next_number()
                 while True:
                     meta["version"] = name = f"v{number:04d}"
-                    _write_synced(tmp / META, _json_bytes(meta))
-                    _fsync_path(tmp)
+                    write_synced(tmp / META, json_bytes(meta))
+                    fsync_path(tmp)
                     try:
                         os.rename(tmp, self.root / name)
                         break
@@ -389,7 +331,7 @@ class AdapterRegistry:
                         if e.errno not in (errno.EEXIST, errno.ENOTEMPTY, errno.ENOTDIR):
                             raise
                         number += 1
-                _fsync_path(self.root)
+                fsync_path(self.root)
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
@@ -404,14 +346,14 @@ class AdapterRegistry:
 
     def _inspect(self, name: str, *, verify: bool = False) -> AdapterVersion:
         path = self.root / name
-        meta, problem = _check_version(path, verify=verify)
-        return AdapterVersion(name=name, path=path, meta=meta, corrupt=problem)
+        meta, problem = check_version(path, verify=verify)
+        return AdapterVersion(version=name, path=path, meta=meta, corrupt=problem)
 
     def _require_valid(self, spec: str | int, *, verify: bool) -> AdapterVersion:
         version = self.get(spec, verify=verify)
         if version.corrupt:
             raise CorruptAdapterError(
-                f"adapter {version.name} is corrupt ({version.corrupt}); it cannot be loaded or "
+                f"adapter {version.version} is corrupt ({version.corrupt}); it cannot be loaded or "
                 f"made live. Roll back to another version (`continualcode adapters list`) "
                 f"or delete {version.path}")
         return version
@@ -448,8 +390,10 @@ class AdapterRegistry:
         if versions is None:
             versions = [self._inspect(p.name) for p in self.root.iterdir()
                         if _VERSION_DIR.fullmatch(p.name)]
-        candidates = [v for v in versions if v.corrupt is None and v.decision != "rejected"]
-        fallback = max(candidates, key=lambda v: v.number).name if candidates else None
+        candidates = sorted((v for v in versions if v.corrupt is None and v.decision != "rejected"),
+                            key=lambda v: v.number, reverse=True)
+        fallback = next((v.version for v in candidates
+                         if self._inspect(v.version, verify=True).corrupt is None), None)
         return fallback, (f"{problem}; serving {fallback or 'the base model'} instead (newest "
                           "valid version not rejected by the gate). Fix it with "
                           "`continualcode adapters rollback V`")
@@ -459,10 +403,10 @@ class AdapterRegistry:
         with self._locked():
             for entry in self.root.iterdir():
                 if entry.name.startswith(TMP_PREFIX):
-                    _remove_stale(entry)
+                    remove_stale_tmp(entry)
                 elif _VERSION_DIR.fullmatch(entry.name) and entry.is_dir():
                     for inner in entry.glob(TMP_PREFIX + "*"):
-                        _remove_stale(inner)
+                        remove_stale_tmp(inner)
         problem = self._live_name()[1]
         if problem:
             self.problems.append(problem)
@@ -487,132 +431,6 @@ class AdapterRegistry:
             os.fsync(fd)
         finally:
             os.close(fd)
-
-
-# -- integrity ---------------------------------------------------------------------------
-
-
-def _check_version(path: Path, *, verify: bool) -> tuple[dict[str, Any], str | None]:
-    """(meta, None) for a sound version, (meta or {}, reason) for a corrupt one."""
-    if not path.is_dir():
-        return {}, "not a directory"
-    try:
-        meta = json.loads((path / META).read_text())
-    except FileNotFoundError:
-        return {}, "meta.json is missing"
-    except (OSError, ValueError) as e:
-        return {}, f"meta.json is unreadable ({e})"
-    if not isinstance(meta, dict):
-        return {}, "meta.json is not a JSON object"
-    if meta.get("version") != path.name:
-        return meta, f"meta.json says version {meta.get('version')!r}, the directory is {path.name}"
-    files = meta.get("files")
-    if not isinstance(files, dict) or any(f not in files for f in ADAPTER_FILES):
-        return meta, "meta.json does not list the adapter files"
-    for filename, record in files.items():
-        file = path / filename
-        try:
-            size = file.stat().st_size
-            expected = int(record["size"])
-        except FileNotFoundError:
-            return meta, f"{filename} is missing"
-        except (KeyError, TypeError, ValueError):
-            return meta, f"meta.json has no valid size for {filename}"
-        if size != expected:
-            return meta, f"{filename} has {size} bytes, meta.json recorded {expected}"
-        if filename.endswith(".safetensors"):
-            problem = _safetensors_problem(file, size)
-            if problem:
-                return meta, f"{filename}: {problem}"
-        if verify and _sha256(file) != record.get("sha256"):
-            return meta, f"{filename} does not match its sha256 in meta.json"
-    try:
-        json.loads((path / CONFIG_FILE).read_text())
-    except ValueError as e:
-        return meta, f"{CONFIG_FILE} is not valid JSON ({e})"
-    return meta, None
-
-
-def _safetensors_problem(file: Path, size: int) -> str | None:
-    """Check the header and that the data section is exactly as long as it says."""
-    try:
-        with open(file, "rb") as f:
-            (header_len,) = struct.unpack("<Q", f.read(8))
-            if header_len > size - 8:
-                return "header length exceeds the file"
-            header = json.loads(f.read(header_len))
-        end = max((int(t["data_offsets"][1]) for k, t in header.items() if k != "__metadata__"),
-                  default=0)
-    except (OSError, struct.error, ValueError, KeyError, TypeError, IndexError) as e:
-        return f"unreadable header ({e})"
-    if 8 + header_len + end != size:
-        return "data section does not match the header (truncated?)"
-    return None
-
-
-# -- durable files -----------------------------------------------------------------------
-
-
-def _now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
-
-
-def _json_bytes(obj: Any) -> bytes:
-    return (json.dumps(obj, indent=2, default=float) + "\n").encode()
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def _fsync_path(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _write_synced(path: Path, data: bytes) -> None:
-    with open(path, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    """Temporary file in the same directory, fsync, rename over ``path``, fsync the directory."""
-    fd, tmp = tempfile.mkstemp(prefix=f"{TMP_PREFIX}{path.name}-", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    _fsync_path(path.parent)
-
-
-def _remove_stale(entry: Path) -> None:
-    """Remove a leftover temporary entry unless a live publisher still holds its lock."""
-    if not entry.is_dir() or entry.is_symlink():
-        entry.unlink(missing_ok=True)
-        return
-    fd = os.open(entry, os.O_RDONLY)
-    try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            return
-        shutil.rmtree(entry, ignore_errors=True)
-    finally:
-        os.close(fd)
 
 
 def _git_head(repo_root: Path | None) -> str | None:

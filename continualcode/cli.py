@@ -16,15 +16,11 @@ from pathlib import Path
 from typing import Callable
 
 from . import __version__
-from .config import ConfigError, Settings, load_settings
+from .config import ConfigError, Settings, UsageError, load_settings
 from .engine import EngineError
 from .models import BUNDLED, DEFAULT_MODEL, ModelError
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
-
-
-class UsageError(Exception):
-    """Bad input on the command line; exit code 2."""
 
 
 def find_repo_root(start: Path) -> Path:

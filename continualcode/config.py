@@ -20,6 +20,10 @@ class ConfigError(ValueError):
     """A config file or value is malformed; the message names the file and key."""
 
 
+class UsageError(Exception):
+    """Bad input on the command line (exit code 2); the message says the right usage."""
+
+
 @dataclass
 class Settings:
     model: str = DEFAULT_MODEL
