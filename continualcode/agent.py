@@ -145,6 +145,8 @@ class Agent:
             # The user's next message is conversational feedback on the previous reply;
             # the self-teacher decides whether it is a correction (hindsight template).
             self._feedback(result, "followup", text, self.last_reply_id)
+        if not any(m["role"] == "user" for m in self.messages):
+            self.store.set_session_title(self.session_id, text.strip().splitlines()[0][:80] if text.strip() else "")
         self._append("user", text)
         failed_steps: list[int] = []
         for _ in range(self.max_turns):
