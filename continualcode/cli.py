@@ -41,29 +41,36 @@ def build_parser() -> argparse.ArgumentParser:
         "~/.config/continualcode/config.toml > defaults.",
     )
     parser.add_argument("--version", action="version", version=f"continualcode {__version__}")
-    parser.add_argument("--repo", type=Path, default=None,
-                        help="repository to work in (default: the git repo around the current directory)")
-    parser.add_argument("--model", default=None,
-                        help=f"bundled model ({', '.join(BUNDLED)}; default {DEFAULT_MODEL}), "
-                        "a local HF directory, a .gguf file, or a hub id")
-    parser.add_argument("--engine", choices=["embedded", "vllm", "scripted"], default=None,
-                        help="embedded: transformers+peft in-process (CPU default); vllm: an OpenAI-compatible "
-                        "vLLM server with runtime LoRA; scripted: replay --script replies (testing)")
-    parser.add_argument("--dtype", choices=["auto", "fp32", "bf16"], default=None,
-                        help="weights dtype for the embedded engine")
-    parser.add_argument("--vllm-url", default=None, help="use a running vLLM server at this URL")
-    parser.add_argument("--vllm-command", default=None,
-                        help="vllm executable used to start a server (default: vllm)")
-    parser.add_argument("--script", default=None, help="JSON list of replies for --engine scripted")
-    parser.add_argument("--no-learn", dest="learn", action="store_const", const=False, default=None,
-                        help="do not record training examples or train")
+    add_common_flags(parser, None)
     parser.add_argument("--resume", nargs="?", const="latest", default=None, metavar="ID",
                         help="resume a session (the latest when no ID)")
     parser.add_argument("--tui", action="store_true", help="full-screen Textual interface")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, (register, _handler, help_text) in COMMANDS.items():
-        register(sub.add_parser(name, help=help_text, description=help_text))
+        command = sub.add_parser(name, help=help_text, description=help_text)
+        add_common_flags(command, argparse.SUPPRESS)  # `continualcode adapters list --repo X` works too
+        _lazy(register)(command)
     return parser
+
+
+def add_common_flags(parser: argparse.ArgumentParser, default) -> None:
+    """Flags every command accepts; subcommands use SUPPRESS so they don't reset the top level's."""
+    parser.add_argument("--repo", type=Path, default=default,
+                        help="repository to work in (default: the git repo around the current directory)")
+    parser.add_argument("--model", default=default,
+                        help=f"bundled model ({', '.join(BUNDLED)}; default {DEFAULT_MODEL}), "
+                        "a local HF directory, a .gguf file, or a hub id")
+    parser.add_argument("--engine", choices=["embedded", "vllm", "scripted"], default=default,
+                        help="embedded: transformers+peft in-process (CPU default); vllm: an OpenAI-compatible "
+                        "vLLM server with runtime LoRA; scripted: replay --script replies (testing)")
+    parser.add_argument("--dtype", choices=["auto", "fp32", "bf16"], default=default,
+                        help="weights dtype for the embedded engine")
+    parser.add_argument("--vllm-url", default=default, help="use a running vLLM server at this URL")
+    parser.add_argument("--vllm-command", default=default,
+                        help="vllm executable used to start a server (default: vllm)")
+    parser.add_argument("--script", default=default, help="JSON list of replies for --engine scripted")
+    parser.add_argument("--no-learn", dest="learn", action="store_const", const=False, default=default,
+                        help="do not record training examples or train")
 
 
 # -- subcommands -------------------------------------------------------------
@@ -88,13 +95,19 @@ def cmd_models(args: argparse.Namespace, settings: Settings) -> int:
     return EXIT_OK
 
 
-COMMANDS: dict[str, tuple[Callable, str, str]] = {
-    # name: (add arguments, "module:function" handler imported on use, one-line help)
-    "models": (_register_models, "continualcode.cli:cmd_models", "list or prepare the bundled models"),
+COMMANDS: dict[str, tuple[str, str, str]] = {
+    # name: ("module:function" that adds its arguments, "module:function" handler, one-line help);
+    # both are imported only when needed, so `--help` and the REPL start without loading torch twice.
+    "models": ("continualcode.cli:_register_models", "continualcode.cli:cmd_models",
+               "list or prepare the bundled models"),
+    "adapters": ("continualcode.adapter_commands:register_adapters", "continualcode.adapter_commands:cmd_adapters",
+                 "list, show, diff or roll back adapter versions"),
+    "train": ("continualcode.adapter_commands:register_train", "continualcode.adapter_commands:cmd_train",
+              "run SDPO steps on pending feedback now"),
 }
 
 
-def _handler(spec: str) -> Callable:
+def _lazy(spec: str) -> Callable:
     import importlib
 
     module, _, function = spec.partition(":")
@@ -117,7 +130,7 @@ def main(argv: list[str] | None = None) -> int:
             raise UsageError(f"--repo {repo}: not a directory")
         settings = settings_from_args(args, repo)
         if args.command:
-            return _handler(COMMANDS[args.command][1])(args, settings) or EXIT_OK
+            return _lazy(COMMANDS[args.command][1])(args, settings) or EXIT_OK
         from .repl import run_repl
 
         return run_repl(repo, settings, resume=args.resume, tui=args.tui)

@@ -37,7 +37,7 @@ _SHAPES = [
     re.compile(r"\b(?:AKIA|ASIA|AIDA|AROA|AGPA|ANPA|ANVA|AIPA)[0-9A-Z]{16}\b"),  # AWS key ids
     re.compile(r"\bgh[pousr]_[A-Za-z0-9]{30,}\b"),  # GitHub classic tokens
     re.compile(r"\bgithub_pat_[A-Za-z0-9_]{22,}"),  # GitHub fine-grained tokens
-    re.compile(r"\bsk-(?:[A-Za-z0-9]+-)*[A-Za-z0-9_-]{20,}"),  # OpenAI, Anthropic (sk-ant-...)
+    re.compile(r"(?<![A-Za-z0-9_-])sk-(?=[A-Za-z0-9_-]*\d)[A-Za-z0-9_-]{20,}"),  # OpenAI, Anthropic (sk-ant-...)
     re.compile(r"\b[rs]k_(?:live|test)_[A-Za-z0-9]{16,}"),  # Stripe
     re.compile(r"\bxox[abposre]-[A-Za-z0-9-]{10,}"),  # Slack tokens
     re.compile(r"https://hooks\.slack\.com/services/[A-Za-z0-9/_-]+"),  # Slack webhooks
@@ -47,15 +47,16 @@ _SHAPES = [
 
 # A bearer/basic credential: must contain a digit, so prose ("Basic authentication") survives.
 _BEARER = re.compile(r"(?i)\b(bearer|basic)(\s+)(?=[A-Za-z0-9._~+/=-]*\d)([A-Za-z0-9._~+/=-]{12,})")
-_URL_PASSWORD = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://[^/\s:@]+:)(?!\[REDACTED\]@)[^/\s@]+@")
+_URL_PASSWORD = re.compile(r"(?i)(?<![a-z0-9+.-])([a-z][a-z0-9+.-]*://[^/\s:@]+:)(?!\[REDACTED\]@)[^/\s@]+@")
 
-# NAME <sep> VALUE where NAME ends in a secret-ish word. `\b` before the name
-# and nothing after the word keep `max_tokens` and `tokenizer` out; `["']?`
-# lets JSON keys match.
+# NAME <sep> VALUE where NAME ends in a secret-ish word (`max_tokens` and
+# `tokenizer` do not); `["']?` lets JSON keys match. The name starts only where
+# a run of name characters starts: a `\b` there would let the search restart
+# inside every `a-b-c-...` run and take quadratic time on long ones.
 _SECRET_WORD = r"(?:api[_-]?key|access[_-]?key|secret(?:[_-]?key)?|token|passw(?:or)?d|_pass|pwd|credentials?)"
 _ASSIGNMENT = re.compile(
     rf"""(?ix)
-    (?P<name>\b[a-z0-9_.-]*?{_SECRET_WORD}["']?)
+    (?<![a-z0-9_.-])(?P<name>[a-z0-9_.-]*?{_SECRET_WORD}["']?)
     (?P<sep>\s*(?::=|=>|[:=])\s*)
     (?P<value>\[REDACTED\]|"[^"\n]*"|'[^'\n]*'|[^\s,;&)}}\]]+)
     """

@@ -145,6 +145,7 @@ def _ask(session, line: str, console: Console) -> None:
 
     signal.signal(signal.SIGINT, interrupt)
     try:
+        session.sync_live()
         result = session.agent.ask(line, cancel=cancel)
     finally:
         signal.signal(signal.SIGINT, previous)

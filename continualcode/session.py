@@ -62,6 +62,14 @@ class Session:
     trainer: object | None
     session_id: int
 
+    def sync_live(self) -> str | None:
+        """Serve whatever LIVE names now (another process may have rolled back); cheap when unchanged."""
+        live = self.registry.live()
+        name = live.version if live else None
+        if name != self.engine.adapter_version:
+            self.engine.load_adapter(self.registry.path(name) if name else None, name)
+        return name
+
     def close(self) -> None:
         if self.trainer is not None:
             self.trainer.stop()
@@ -75,9 +83,6 @@ def open_session(repo: Path, settings: Settings, approver: Approver, events: Age
     store = Store.for_repo(repo)
     registry = AdapterRegistry.for_repo(repo)
     engine = engine or make_engine(settings, repo)
-    live = registry.live()
-    if live is not None and engine.adapter_version != live.version:
-        engine.load_adapter(registry.path(live.version), live.version)
     session_id = _session_id(store, repo, settings, resume)
     trainer = None
     if settings.learn and settings.engine != "scripted":
@@ -99,7 +104,9 @@ def open_session(repo: Path, settings: Settings, approver: Approver, events: Age
         sampling=SamplingParams(max_new_tokens=settings.max_new_tokens, temperature=settings.temperature),
         max_turns=settings.max_turns,
     )
-    return Session(repo, settings, engine, store, registry, agent, trainer, session_id)
+    session = Session(repo, settings, engine, store, registry, agent, trainer, session_id)
+    session.sync_live()
+    return session
 
 
 def _session_id(store: Store, repo: Path, settings: Settings, resume: str | None) -> int:
