@@ -31,8 +31,8 @@ def register_adapters(p: argparse.ArgumentParser) -> None:
     p.add_argument("action", choices=["list", "show", "diff", "rollback"])
     p.add_argument("versions", nargs="*", help="show V | diff A B | rollback V (v3, 3, live, base)")
     p.add_argument("--json", action="store_true", help="print JSON")
-    p.add_argument("--probes", type=int, default=0,
-                   help="diff: also answer N probe prompts with both versions (loads the model)")
+    p.add_argument("--probes", type=int, default=3,
+                   help="diff: answer N probe prompts with both versions side by side (loads the model; 0 = skip)")
 
 
 def register_train(p: argparse.ArgumentParser) -> None:

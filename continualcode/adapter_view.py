@@ -8,27 +8,20 @@ from .adapters import AdapterRegistry
 
 
 def versions_rows(registry: AdapterRegistry) -> list[dict]:
-    rows = []
-    for v in registry.list():
-        rows.append({
-            "version": v.version, "parent": v.parent or "base", "created": v.created,
-            "commit": (v.commit or "")[:10], "examples": v.n_examples,
-            "gate": v.decision, "reason": v.reason, "live": v.live, "corrupt": v.corrupt,
-        })
-    return rows
+    return [v.to_json() for v in registry.list()]
 
 
 def versions_table(registry: AdapterRegistry) -> Table:
     table = Table("", "version", "parent", "created", "commit", "examples", "gate")
     rows = versions_rows(registry)
     for r in rows:
-        gate = r["gate"] or ""
+        gate = r["decision"] or ""
         if r["reason"]:
             gate += f" ({r['reason']})"
         if r["corrupt"]:
             gate = f"[red]corrupt: {r['corrupt']}[/red]"
-        table.add_row("*" if r["live"] else "", r["version"], r["parent"], str(r["created"])[:19],
-                      r["commit"], str(r["examples"]), gate)
+        table.add_row("*" if r["live"] else "", r["version"], r["parent"] or "base", str(r["created"])[:19],
+                      (r["commit"] or "")[:10], str(r["n_examples"]), gate)
     if not rows:
         table.caption = "no adapter versions yet: the base model is serving"
     return table
