@@ -87,6 +87,7 @@ class Agent:
         sampling: SamplingParams | None = None,
         max_turns: int = 20,
         history: FileHistory | None = None,
+        auto_commit: bool = False,
     ):
         self.engine, self.store, self.session_id = engine, store, session_id
         self.workspace, self.tools, self.approver, self.recorder = workspace, tools, approver, recorder
@@ -94,6 +95,7 @@ class Agent:
         self.sampling = sampling or SamplingParams()
         self.max_turns = max_turns
         self.history = history or FileHistory(workspace.root)
+        self.auto_commit = auto_commit      # settings.auto_commit: commit each file the agent writes
         self.always: set[str] = set()
         self.messages: list[Message] = []
         self.message_ids: list[int] = []
@@ -222,6 +224,12 @@ class Agent:
         snapshot = self.history.before(call, tool, self.workspace)
         outcome = tool.run(call.args, self.workspace)
         self.history.after(snapshot, outcome, reply_id)
+        if self.auto_commit and snapshot is not None and outcome.ok:
+            from .autocommit import commit_agent_change
+
+            version = self._adapter_of(reply_id)
+            self.events.on_notice(commit_agent_change(self.workspace.root, call.name, snapshot.path,
+                                                      version, self.session_id, reply_id))
         call_id = self._store_call(reply_id, call, recorded, decision.reason, edited, outcome)
         self._report(call, outcome, recorded, result)
         if edited is not None:
@@ -259,6 +267,10 @@ class Agent:
     def _last_changing_step(self, before_id: int) -> int | None:
         """The most recent assistant step of this session that changed a file."""
         return self.history.last_change_message(before_id)
+
+    def _adapter_of(self, message_id: int) -> str | None:
+        row = self.store.message(message_id)
+        return row["adapter_version"] if row else None
 
     def _content_of(self, message_id: int) -> str:
         row = self.store.message(message_id)

@@ -45,12 +45,28 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--resume", nargs="?", const="latest", default=None, metavar="ID",
                         help="resume a session (the latest when no ID)")
     parser.add_argument("--tui", action="store_true", help="full-screen Textual interface")
+    add_print_flags(parser)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, (register, _handler, help_text) in COMMANDS.items():
         command = sub.add_parser(name, help=help_text, description=help_text)
         add_common_flags(command, argparse.SUPPRESS)  # `continualcode adapters list --repo X` works too
         _lazy(register)(command)
     return parser
+
+
+def add_print_flags(parser: argparse.ArgumentParser) -> None:
+    """Headless mode (continualcode.headless): run one task with no prompts and exit."""
+    group = parser.add_argument_group("headless (-p)")
+    group.add_argument("-p", "--print", metavar="TASK", default=None,
+                       help="run TASK headlessly and exit (0 done and checks pass, 1 failed, 2 usage); "
+                       "'-' reads the task from stdin")
+    group.add_argument("--json", action="store_true", help="with -p: print one JSON report on stdout")
+    group.add_argument("--max-turns", type=int, default=None, metavar="N", help="with -p: model replies allowed")
+    group.add_argument("--allow", action="append", default=None, metavar="TOOL",
+                       help="with -p: run TOOL without asking (repeatable); other approval-needing calls are refused")
+    group.add_argument("--yes", action="store_true", help="with -p: run every tool without asking")
+    group.add_argument("--wait-train", nargs="?", type=float, const=900.0, default=None, metavar="SECONDS",
+                       help="with -p: wait for queued training steps before exiting (default limit 900 s)")
 
 
 def add_common_flags(parser: argparse.ArgumentParser, default) -> None:
@@ -104,6 +120,17 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
                  "list, show, diff or roll back adapter versions"),
     "train": ("continualcode.adapter_commands:register_train", "continualcode.adapter_commands:cmd_train",
               "run SDPO steps on pending feedback now"),
+    "hook": ("continualcode.hooks:register_hook", "continualcode.hooks:cmd_hook",
+             "install or run the git pre-commit hook (checks the staged tree, learns from failures)"),
+    "credit": ("continualcode.credit:register_arguments", "continualcode.credit:cmd_credit",
+               "show one reply's tokens coloured by the self-teacher's advantage (--json for numbers)"),
+    "bench": ("continualcode.learning_bench:register_bench", "continualcode.learning_bench:cmd_bench",
+              "bench learn: does feedback stick on held-out prompts? (base, icl, sdpo, sft); "
+              "bench discover: sdpo vs best-of-k vs multi-turn on HumanEval"),
+    "solve": ("continualcode.solve:register_arguments", "continualcode.solve:cmd_solve",
+              "attempt one task in a scratch copy until --check passes, learning between attempts"),
+    "report": ("continualcode.report:register_report", "continualcode.report:cmd_report",
+               "learning curves from the store: loss, advantage, gate scores, feedback (--out FILE.png)"),
 }
 
 
@@ -129,8 +156,13 @@ def main(argv: list[str] | None = None) -> int:
         if not repo.is_dir():
             raise UsageError(f"--repo {repo}: not a directory")
         settings = settings_from_args(args, repo)
-        if args.command:
+        if args.command and args.print is not None:
+            raise UsageError(f"-p runs a task headlessly; it cannot be combined with the {args.command!r} command")
+        if args.command:  # subcommands own their flags (several take --json)
             return _lazy(COMMANDS[args.command][1])(args, settings) or EXIT_OK
+        if args.print is not None or args.json or args.yes or args.allow or args.max_turns is not None \
+                or args.wait_train is not None:
+            return _lazy("continualcode.headless:cmd_print")(args, settings, repo)
         from .repl import run_repl
 
         return run_repl(repo, settings, resume=args.resume, tui=args.tui)

@@ -42,6 +42,8 @@ class Settings:
     temperature: float = 0.2
     test_command: str | None = None
     """Command run by run_tests; unset = detect pytest."""
+    lint_command: str | None = None
+    """Lint command the pre-commit hook runs after the tests (e.g. "ruff check ."); unset = no lint."""
     bash_timeout: float = 120.0
     env_allow: list[str] = field(default_factory=list)
     """Environment variables passed to bash even though their names look secret."""
@@ -53,6 +55,8 @@ class Settings:
     """Overrides the LoRA preset's SDPO steps per feedback example."""
     gate: bool = True
     """Score each new adapter on a replay set before it goes live."""
+    gate_threshold: float = 0.1
+    """Largest drop of the gate's replay pass rate (0-1) a new adapter may show against the live one."""
     auto_commit: bool = False
     """Commit the agent's edits with a message naming the adapter version."""
     max_turns: int = 20

@@ -86,10 +86,11 @@ def open_session(repo: Path, settings: Settings, approver: Approver, events: Age
     session_id = _session_id(store, repo, settings, resume)
     trainer = None
     if settings.learn and settings.engine != "scripted":
+        from .gate import gate_for
         from .trainer import Trainer
 
         trainer = Trainer(store, registry, resolve(settings.model), engine=engine, dtype=settings.dtype,
-                          steps_per_feedback=settings.steps_per_feedback)
+                          steps_per_feedback=settings.steps_per_feedback, gate=gate_for(settings))
         if settings.learning_rate is not None:
             trainer.config.learning_rate = settings.learning_rate
         if start_trainer:
@@ -102,7 +103,7 @@ def open_session(repo: Path, settings: Settings, approver: Approver, events: Age
         engine, store, session_id, workspace, tools, approver, recorder,
         system_prompt=system_prompt(tools, repo_summary(repo)), events=events,
         sampling=SamplingParams(max_new_tokens=settings.max_new_tokens, temperature=settings.temperature),
-        max_turns=settings.max_turns,
+        max_turns=settings.max_turns, auto_commit=settings.auto_commit,
     )
     session = Session(repo, settings, engine, store, registry, agent, trainer, session_id)
     session.sync_live()
