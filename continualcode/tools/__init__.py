@@ -18,7 +18,7 @@ the repository, under .git/, or (for writes) into .continualcode/.
 from __future__ import annotations
 
 from continualcode.tools.base import (
-    ERROR_KINDS, BaseTool, Param, Tool, ToolArgError, ToolResult, int_arg,
+    ERROR_KINDS, BaseTool, Param, Tool, ToolArgError, ToolResult,
 )
 from continualcode.tools.config import ToolConfig
 from continualcode.tools.files import EditTool, ReadFileTool, WriteFileTool
@@ -26,9 +26,13 @@ from continualcode.tools.search import GrepTool, ListFilesTool
 from continualcode.tools.shell import BashTool, RunTestsTool, filtered_env
 
 
-def default_tools(config: ToolConfig | None = None) -> dict[str, Tool]:
-    """The standard tool set, configured (timeouts, output caps, test command, env allow-list)."""
-    config = config or ToolConfig()
+def default_tools(config: object | None = None) -> dict[str, Tool]:
+    """The standard tool set, configured (timeouts, output caps, test command, env allow-list).
+
+    `config` is a ToolConfig, or any settings object (the agent's Config) whose
+    attributes named like ToolConfig fields override the defaults.
+    """
+    config = ToolConfig.from_settings(config)
     tools: list[Tool] = [
         ReadFileTool(config),
         WriteFileTool(config),
@@ -45,6 +49,7 @@ TOOLS: dict[str, Tool] = default_tools()
 """The tools with default settings; agents with a config call `default_tools(config)`."""
 
 __all__ = [
-    "ERROR_KINDS", "TOOLS", "BaseTool", "Param", "Tool", "ToolArgError", "ToolConfig",
-    "ToolResult", "default_tools", "filtered_env",
+    "ERROR_KINDS", "TOOLS", "BaseTool", "BashTool", "EditTool", "GrepTool", "ListFilesTool", "Param",
+    "ReadFileTool", "RunTestsTool", "Tool", "ToolArgError", "ToolConfig", "ToolResult", "WriteFileTool",
+    "default_tools", "filtered_env",
 ]

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -36,3 +37,19 @@ class ToolConfig:
                  ".mypy_cache", ".pytest_cache", ".ruff_cache", ".tox")
     )
     """Directories list_files and grep never descend into."""
+
+    @classmethod
+    def from_settings(cls, settings: Any) -> ToolConfig:
+        """Take every field of the same name from the agent's config object (None = defaults).
+
+        The agent's config owns the user-facing names (test_command,
+        bash_timeout, env_allow, ...); the tools only read them.
+        """
+        if settings is None or isinstance(settings, cls):
+            return settings or cls()
+        values = {}
+        for f in fields(cls):
+            if hasattr(settings, f.name):
+                value = getattr(settings, f.name)
+                values[f.name] = tuple(value) if isinstance(value, list) else value
+        return cls(**values)

@@ -62,13 +62,13 @@ def _diff(old: str, new: str, name: str) -> str:
 
 class ReadFileTool(BaseTool):
     name = "read_file"
-    description = "Show a file with line numbers (optionally only lines start_line..end_line)."
+    description = "Read a file; shows its lines numbered. Read a file before you edit it."
     params = (
         Param("path", "file path relative to the repository root"),
         Param("start_line", "first line to show (default 1)", required=False),
         Param("end_line", "last line to show (default: as many as fit)", required=False),
     )
-    example = {"path": "src/app.py"}
+    example = {"path": "app.py"}
 
     def __init__(self, config: ToolConfig) -> None:
         self.config = config
@@ -107,13 +107,13 @@ class ReadFileTool(BaseTool):
 
 class WriteFileTool(BaseTool):
     name = "write_file"
-    description = "Create a file, or replace its whole content."
+    description = "Create a new file, or replace a whole file, with the given content."
     needs_approval = True
     params = (
         Param("path", "file path relative to the repository root"),
         Param("content", "the complete new file content"),
     )
-    example = {"path": "src/greet.py", "content": 'def greet(name):\n    return f"Hello, {name}!"'}
+    example = {"path": "lib/greet.py", "content": 'def greet(name):\n    return f"Hello, {name}!"'}
 
     def __init__(self, config: ToolConfig) -> None:
         self.config = config
@@ -148,14 +148,14 @@ class WriteFileTool(BaseTool):
 
 class EditTool(BaseTool):
     name = "edit"
-    description = "Replace one exact piece of a file: search must match the file exactly once."
+    description = "Change part of a file: the exact text in search (found once) becomes replace."
     needs_approval = True
     params = (
         Param("path", "file path relative to the repository root"),
         Param("search", "the exact current text, copied from the file"),
         Param("replace", "the new text"),
     )
-    example = {"path": "src/app.py", "search": "    return a - b", "replace": "    return a + b"}
+    example = {"path": "app.py", "search": "def total(prices):\n    return max(prices)", "replace": "def total(prices):\n    return sum(prices)"}
 
     def __init__(self, config: ToolConfig) -> None:
         self.config = config
