@@ -197,6 +197,10 @@ class EmbeddedEngine:
             self._version = version
         return time.perf_counter() - started
 
+    def exclusive(self):
+        """Hold off generation and swaps (the credit view swaps teacher tensors in and out)."""
+        return self._lock
+
     def close(self) -> None:
         pass
 

@@ -146,13 +146,23 @@ def cmd_rollback(session: Session, arg: str):
 def cmd_diff(session: Session, arg: str):
     from .adapter_view import diff_table
 
+    from rich.console import Group
+
+    from .adapter_commands import probe_answers, probe_prompts, probe_table
+
     parts = shlex.split(arg)
-    if len(parts) != 2:
-        raise SlashError("usage: /diff A B  (versions, e.g. v1 v2, or base)")
+    if len(parts) not in (2, 3) or (len(parts) == 3 and not parts[2].isdigit()):
+        raise SlashError("usage: /diff A B [PROBES]  (versions, e.g. v1 v2, or base; PROBES default 2, 0 = none)")
+    count = int(parts[2]) if len(parts) == 3 else 2
     try:
-        return diff_table(session.registry, session.store, parts[0], parts[1])
+        table = diff_table(session.registry, session.store, parts[0], parts[1])
+        if not count:
+            return table
+        probes = probe_answers(session.engine, session.registry, parts[0], parts[1],
+                               probe_prompts(session.store, count))
     except AdapterError as exc:
         raise SlashError(str(exc)) from exc
+    return Group(table, probe_table(probes, parts[0], parts[1]))
 
 
 def cmd_train(session: Session, arg: str):
@@ -176,6 +186,25 @@ def cmd_train(session: Session, arg: str):
     return "\n".join(lines)
 
 
+def cmd_credit(session: Session, arg: str):
+    from .credit import CreditUnavailable, credit_for_turn, render_credit
+
+    if arg.strip() and not arg.strip().isdigit():
+        raise SlashError("usage: /credit [N]  (N-th most recent reply with feedback; default 1, the latest)")
+    try:
+        view = credit_for_turn(session.engine, session.store, session.registry, session.session_id,
+                               int(arg.strip() or 1))
+    except CreditUnavailable as exc:
+        raise SlashError(str(exc)) from exc
+    return render_credit(view)
+
+
+def cmd_solve(session: Session, arg: str):
+    from .solve import slash_solve
+
+    return slash_solve(session, arg)
+
+
 SLASH_COMMANDS: dict[str, SlashCommand] = {c.name: c for c in (
     SlashCommand("/help", "/help", "list commands", cmd_help),
     SlashCommand("/status", "/status", "model, live adapter, training queue, last step metrics", cmd_status),
@@ -186,8 +215,12 @@ SLASH_COMMANDS: dict[str, SlashCommand] = {c.name: c for c in (
     SlashCommand("/model", "/model", "show the model and engine", cmd_model),
     SlashCommand("/adapters", "/adapters", "list adapter versions (live marker, gate result)", cmd_adapters),
     SlashCommand("/rollback", "/rollback VERSION", "make an earlier adapter version (or base) live", cmd_rollback),
-    SlashCommand("/diff", "/diff A B", "compare two adapter versions", cmd_diff),
+    SlashCommand("/diff", "/diff A B [PROBES]", "compare two adapter versions: weights, feedback, answers", cmd_diff),
     SlashCommand("/train", "/train [N]", "train on pending feedback now", cmd_train),
+    SlashCommand("/credit", "/credit [N]", "colour a judged reply by the self-teacher's per-token advantage",
+                 cmd_credit),
+    SlashCommand("/solve", '/solve "TASK" --check "CMD" [--budget K] [--method M]',
+                 "attempt a task in a scratch copy until the check passes, learning between attempts", cmd_solve),
     SlashCommand("/quit", "/quit", "exit (Ctrl-D)", cmd_quit),
 )}
 

@@ -134,7 +134,7 @@ class Trainer:
             ids = [row["id"] for row in rows]
             try:
                 self._ensure_model()
-                examples = [self._example(row) for row in rows]
+                examples = [training_example(row, self._tokenizer) for row in rows]
                 return self._learn(ids, examples)
             except Exception as exc:  # one bad batch must not stop the thread; /status shows it
                 self.last_error = f"batch {ids}: {type(exc).__name__}: {exc}"
@@ -264,25 +264,31 @@ class Trainer:
             self._teacher.load_state_dict(snapshot["teacher"])
         self._optimizer.load_state_dict(snapshot["optimizer"])
 
-    def _example(self, row: dict) -> TrainingExample:
-        """A stored example as sdpo_step wants it; y is re-tokenized when its ids do not fit this model."""
-        ids = row.get("y_token_ids")
-        logprobs = row.get("y_logprobs")
-        if not ids or row.get("redacted") or not self._ids_match(ids, row["y"]):
-            ids = self._tokenizer(row["y"], add_special_tokens=False)["input_ids"]
-            eos = self._tokenizer.convert_tokens_to_ids(self._tokenizer.eos_token) if self._tokenizer.eos_token else None
-            ids = ids + ([eos] if eos is not None else [])
-            logprobs = None
-        return TrainingExample(
-            messages=row["x"], response_ids=list(ids), feedback=row.get("f"), solution=row.get("s"),
-            template=row.get("template"), old_logprobs=logprobs, meta={"id": row["id"]},
-        )
 
-    def _ids_match(self, ids: list[int], text: str) -> bool:
-        try:
-            return self._tokenizer.decode(ids, skip_special_tokens=True).strip() == text.strip()
-        except (ValueError, TypeError, OverflowError):
-            return False
+def training_example(row: dict, tokenizer) -> TrainingExample:
+    """A stored example as `sdpo_step` receives it (the trainer and the credit view share this rule).
+
+    y's sampled token ids are used when they still spell y for this tokenizer;
+    otherwise (redacted, produced by another tokenizer or the scripted engine,
+    missing) y is re-tokenized and the eos token appended, and the sampler's
+    log-probs are dropped (the importance ratio then counts as 1).
+    """
+    ids, logprobs = row.get("y_token_ids"), row.get("y_logprobs")
+    if not ids or row.get("redacted") or not _ids_spell(tokenizer, ids, row["y"]):
+        ids = tokenizer(row["y"], add_special_tokens=False)["input_ids"]
+        eos = tokenizer.convert_tokens_to_ids(tokenizer.eos_token) if tokenizer.eos_token else None
+        ids = ids + ([eos] if eos is not None else [])
+        logprobs = None
+    return TrainingExample(messages=row["x"], response_ids=list(ids), feedback=row.get("f"),
+                           solution=row.get("s"), template=row.get("template"), old_logprobs=logprobs,
+                           meta={"id": row["id"]})
+
+
+def _ids_spell(tokenizer, ids: list[int], text: str) -> bool:
+    try:
+        return tokenizer.decode(ids, skip_special_tokens=True).strip() == text.strip()
+    except (ValueError, TypeError, OverflowError):
+        return False
 
 
 def _summarize(steps: list[dict]) -> dict:
