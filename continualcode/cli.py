@@ -33,7 +33,12 @@ def find_repo_root(start: Path) -> Path:
         return start
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
+    """The whole parser; with `argv`, only the subcommands named in it get their arguments.
+
+    Registering a subcommand's arguments imports its module (some import torch),
+    so `main` registers just the one being run: the git hook and `--help` start fast.
+    """
     parser = argparse.ArgumentParser(
         prog="continualcode",
         description="A terminal coding agent that learns from your feedback while you use it.",
@@ -50,7 +55,8 @@ def build_parser() -> argparse.ArgumentParser:
     for name, (register, _handler, help_text) in COMMANDS.items():
         command = sub.add_parser(name, help=help_text, description=help_text)
         add_common_flags(command, argparse.SUPPRESS)  # `continualcode adapters list --repo X` works too
-        _lazy(register)(command)
+        if argv is None or name in argv:
+            _lazy(register)(command)
     return parser
 
 
@@ -149,7 +155,8 @@ def settings_from_args(args: argparse.Namespace, repo: Path) -> Settings:
 
 def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else argv
+    parser = build_parser(argv)
     args = parser.parse_args(argv)
     try:
         repo = (args.repo or find_repo_root(Path.cwd())).resolve()
