@@ -96,7 +96,7 @@ def _tool_name(attributes: str, tools: Mapping[str, Tool]) -> str:
     raw = next(g for g in found.groups() if g is not None).strip()
     name = raw.lower().replace("-", "_")
     if name not in tools:
-        close = difflib.get_close_matches(name, list(tools), n=1, cutoff=0.5)
+        close = difflib.get_close_matches(name, list(tools), n=1, cutoff=0.6)
         hint = f" Did you mean {close[0]}?" if close else ""
         raise _Malformed(_explain(f"there is no tool named {raw!r}.{hint}", close[0] if close else None, tools))
     return name
