@@ -258,7 +258,8 @@ def test_snapshot_approval_prompt(git_repo, snap_compare, closing):
         await ready(pilot)
         await send(pilot, "fix add in app.py")
         await approval(pilot)
-        await pilot.pause(0.3)
+        await pilot.wait_for_scheduled_animations()
+        await pilot.pause(1.0)  # a loaded CI machine renders slowly
 
     assert snap_compare(app, run_before=run_before, terminal_size=SIZE)
     app.approver.release()
@@ -274,7 +275,8 @@ def test_snapshot_timeline(git_repo, tmp_path, snap_compare, closing):
         await ready(pilot)
         await pilot.press("ctrl+t")
         await until(pilot, lambda: app.query_one(AdapterTimeline).row_count == 3)
-        await pilot.pause(0.3)
+        await pilot.wait_for_scheduled_animations()
+        await pilot.pause(1.0)  # a loaded CI machine renders slowly
 
     assert snap_compare(app, run_before=run_before, terminal_size=SIZE)
 
@@ -288,7 +290,8 @@ def test_snapshot_credit_view(git_repo, snap_compare, closing):
         await ready(pilot)
         await app.push_screen(CreditScreen(synthetic_credit()))
         await pilot.press("right")  # from the worst token (" long") to the next one
-        await pilot.pause(0.3)
+        await pilot.wait_for_scheduled_animations()
+        await pilot.pause(1.0)  # a loaded CI machine renders slowly
 
     assert snap_compare(app, run_before=run_before, terminal_size=SIZE)
 
