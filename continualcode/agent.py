@@ -97,6 +97,7 @@ class Agent:
         self.history = history or FileHistory(workspace.root)
         self.auto_commit = auto_commit      # settings.auto_commit: commit each file the agent writes
         self.always: set[str] = set()
+        self._previous_call: tuple[str, dict] | None = None
         self.messages: list[Message] = []
         self.message_ids: list[int] = []
         self.last_reply_id: int | None = None
@@ -151,6 +152,7 @@ class Agent:
             self.store.set_session_title(self.session_id, text.strip().splitlines()[0][:80] if text.strip() else "")
         self._append("user", text)
         failed_steps: list[int] = []
+        self._previous_call = None
         for _ in range(self.max_turns):
             params = SamplingParams(**{**self.sampling.__dict__, "stop": tuple(STOP_STRINGS)})
             completion = self.engine.generate(self.messages, params, on_text=self.events.on_text, cancel=cancel)
@@ -187,7 +189,13 @@ class Agent:
             self._append("user", message)
             return False
         refused = tool.check(call.args, self.workspace)
-        if refused is not None:  # refused before any prompt: bad args or a path outside the repo
+        if refused is None and (call.name, call.args) == self._previous_call:
+            # Small models loop on one call; running it again cannot tell them anything new.
+            refused = ToolResult(ok=False, error_kind="repeated_call", output=(
+                "You just made this exact call; its result is above. "
+                "Answer the user now, or make a different call."))
+        self._previous_call = (call.name, dict(call.args))
+        if refused is not None:  # refused before any prompt: bad args, a path outside the repo, a repeat
             call_id = self._store_call(reply_id, call, "refused", None, None, refused)
             self._report(call, refused, "refused", result)
             self._feedback(result, "tool_error", render_tool_result(call.name, refused), reply_id, tool_call_id=call_id)

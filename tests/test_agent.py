@@ -161,3 +161,12 @@ def test_resume_replays_the_stored_conversation(repo):
     again = Agent(ScriptedEngine(["second"]), store, agent.session_id, Workspace(repo), agent.tools,
                   ScriptedApprover(), FeedbackRecorder(store), system_prompt="other")
     assert again.messages == agent.messages and again.last_reply_id == agent.last_reply_id
+
+
+def test_an_identical_repeated_call_is_refused_not_rerun(repo):
+    grep = call("grep", pattern="nothing matches this")
+    agent, store = make_agent(repo, [grep, grep, "I could not find it."])
+    result = agent.ask("find it")
+    assert [c.decision for c in result.calls] == ["auto", "refused"]
+    assert "exact call" in result.calls[1].output and result.final_text == "I could not find it."
+    assert [f["kind"] for f in result.feedback] == ["tool_error"]
