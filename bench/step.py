@@ -264,7 +264,6 @@ def main() -> None:
     args = parser.parse_args()
     global DTYPE
     DTYPE = args.dtype
-    torch.set_num_threads(max(1, torch.get_num_threads()))
     if args.child:
         child_memory(args.child[0], int(args.child[1]), args.child[2], args.prompt_tokens, args.response_tokens)
         return
