@@ -160,8 +160,10 @@ def cmd_train(args: argparse.Namespace, settings: Settings) -> int:
     if store.queue_length() == 0:
         print_json({"batches": []}) if args.json else print("nothing pending")
         return EXIT_OK
+    from .gate import gate_for
+
     trainer = Trainer(store, AdapterRegistry.for_repo(repo), resolve(settings.model), dtype=settings.dtype,
-                      steps_per_feedback=settings.steps_per_feedback)
+                      steps_per_feedback=settings.steps_per_feedback, gate=gate_for(settings))
     if settings.learning_rate is not None:
         trainer.config.learning_rate = settings.learning_rate
     results = trainer.train_pending(args.limit)

@@ -1,0 +1,414 @@
+"""`continualcode bench learn`: does a correction stick on prompts the model never trained on?
+
+For each scenario (one JSON object per line, see docs/learning.md) and each
+method (``continualcode.learning_methods``), starting from the base weights:
+learn from the train items' feedback, then sample ``--samples`` answers per
+held-out eval item and per general item (what must not be forgotten) and count
+how many pass their regex checks. Prints one table per scenario and an overall
+table with sdpo ÷ icl and the general-score change against base; ``--json``
+prints the same numbers.
+
+Every method sees the same sampling seeds for the same prompt, so a difference
+between two methods comes from their weights or context, not from luck.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from .config import Settings, UsageError
+from .feedback import TEMPLATE_FOR_KIND
+
+if TYPE_CHECKING:  # torch loads only when a bench runs, not when the CLI parser is built
+    from .learning_methods import Policy, TrainSettings
+
+DEFAULT_SCENARIOS = Path(__file__).resolve().parents[1] / "bench" / "scenarios" / "public.jsonl"
+METHODS = ("base", "icl", "sdpo", "sft")
+
+
+@dataclass
+class Check:
+    """A prompt and what its answer must (pass_regex, all of them) and must not (fail_regex) match.
+
+    Patterns use Python ``re.search`` with no implicit flags (write ``(?i)``,
+    ``(?m)``, ``(?s)`` inline). An empty or whitespace-only answer always
+    fails, so a policy collapsed to empty output cannot pass a fail-only check.
+    The promotion gate's probes are Checks too.
+    """
+
+    messages: list[dict]
+    pass_regex: list[str] = field(default_factory=list)
+    fail_regex: list[str] = field(default_factory=list)
+
+    def passes(self, text: str) -> bool:
+        if not text.strip():
+            return False
+        return (all(re.search(p, text) for p in self.pass_regex)
+                and not any(re.search(p, text) for p in self.fail_regex))
+
+
+@dataclass
+class Scenario:
+    """One feedback rule: train items (prompt + feedback) and held-out checks."""
+
+    id: str
+    train: list[dict]          # {"messages", "feedback", "kind"}
+    eval: list[Check]
+    general: list[Check]
+    category: str = ""
+
+    @property
+    def feedback(self) -> list[tuple[str, str]]:
+        return [(item["kind"], item["feedback"]) for item in self.train]
+
+
+def _check(raw: dict, where: str) -> Check:
+    if not isinstance(raw.get("messages"), list) or not raw["messages"]:
+        raise UsageError(f"{where}: needs a non-empty 'messages' list")
+    pass_regex, fail_regex = raw.get("pass_regex", []), raw.get("fail_regex", [])
+    pass_regex = [pass_regex] if isinstance(pass_regex, str) else list(pass_regex)
+    fail_regex = [fail_regex] if isinstance(fail_regex, str) else list(fail_regex)
+    if not pass_regex and not fail_regex:
+        raise UsageError(f"{where}: needs a pass_regex or a fail_regex (a check that can fail)")
+    for pattern in pass_regex + fail_regex:
+        try:
+            re.compile(pattern)
+        except re.error as exc:
+            raise UsageError(f"{where}: bad regex {pattern!r}: {exc}") from exc
+    return Check(raw["messages"], pass_regex, fail_regex)
+
+
+def parse_scenario(raw: dict, where: str) -> Scenario:
+    """Validate one scenario object; errors name the line and field to fix."""
+    if not isinstance(raw, dict) or not raw.get("id"):
+        raise UsageError(f"{where}: a scenario is a JSON object with an 'id'")
+    train = []
+    for i, item in enumerate(raw.get("train") or []):
+        spot = f"{where} ({raw['id']}) train[{i}]"
+        if not isinstance(item.get("messages"), list) or not str(item.get("feedback") or "").strip():
+            raise UsageError(f"{spot}: needs 'messages' and a non-empty 'feedback'")
+        if item["messages"][-1].get("role") != "user":
+            raise UsageError(f"{spot}: messages must end with the user turn the model answers")
+        kind = item.get("kind", "followup")
+        if kind not in TEMPLATE_FOR_KIND:
+            raise UsageError(f"{spot}: kind {kind!r} is not one of {sorted(TEMPLATE_FOR_KIND)}")
+        train.append({"messages": item["messages"], "feedback": item["feedback"], "kind": kind})
+    if not train:
+        raise UsageError(f"{where} ({raw['id']}): needs at least one train item")
+    evals = [_check(c, f"{where} ({raw['id']}) eval[{i}]") for i, c in enumerate(raw.get("eval") or [])]
+    if not evals:
+        raise UsageError(f"{where} ({raw['id']}): needs at least one eval item")
+    general = [_check(c, f"{where} ({raw['id']}) general[{i}]") for i, c in enumerate(raw.get("general") or [])]
+    return Scenario(str(raw["id"]), train, evals, general, str(raw.get("category", "")))
+
+
+def load_scenarios(path: Path | str, only: list[str] | None = None) -> list[Scenario]:
+    """Read a scenario JSONL file (blank lines and lines starting with # are skipped)."""
+    path = Path(path)
+    if not path.is_file():
+        raise UsageError(f"--scenarios {path}: no such file (the public set is {DEFAULT_SCENARIOS})")
+    scenarios = []
+    for number, line in enumerate(path.read_text().splitlines(), 1):
+        if not line.strip() or line.lstrip().startswith("#"):
+            continue
+        try:
+            raw = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise UsageError(f"{path}:{number}: not valid JSON ({exc})") from exc
+        scenarios.append(parse_scenario(raw, f"{path}:{number}"))
+    if only:
+        unknown = sorted(set(only) - {s.id for s in scenarios})
+        if unknown:
+            raise UsageError(f"--only {', '.join(unknown)}: no such scenario in {path}")
+        scenarios = [s for s in scenarios if s.id in only]
+    return scenarios
+
+
+# ----------------------------------------------------------------------------- running
+
+
+def _mean(values: list[float]) -> float | None:
+    return sum(values) / len(values) if values else None
+
+
+def pass_rates(policy: Policy, checks: list[Check], *, n: int, max_new_tokens: int, temperature: float,
+               seed: int, context: list[tuple[str, str]] | None = None) -> tuple[list[float], list[str]]:
+    """Sample ``n`` answers per check (all in one batch); each check's pass rate and its first answer.
+
+    With ``context`` (the ICL method) every prompt is shown that feedback first.
+    """
+    from .learning_methods import icl_messages
+
+    if not checks:
+        return [], []
+    conversations = [icl_messages(c.messages, context) if context else c.messages for c in checks]
+    samples = policy.sample(conversations, n=n, max_new_tokens=max_new_tokens, temperature=temperature, seed=seed)
+    rates = [sum(c.passes(s.text) for s in group) / len(group) for c, group in zip(checks, samples)]
+    return rates, [group[0].text for group in samples]
+
+
+UNTRAINED = ("base", "icl")
+"""Methods whose numbers do not depend on the training settings, so a tuning run may reuse them."""
+
+
+def reusable_results(path: Path, model: str, scenarios: list[Scenario], *, samples: int, seed: int,
+                     settings: TrainSettings) -> dict[str, dict]:
+    """base/icl results from an earlier report (``--baseline``), if it sampled exactly as this run will.
+
+    Only the sampling matters for these two methods (model, samples, seed,
+    temperature, answer length, and the scenario's items), not lr or steps.
+    """
+    try:
+        earlier = json.loads(Path(path).read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise UsageError(f"--baseline {path}: cannot read an earlier --out report ({exc})") from exc
+    wanted = {"samples": samples, "seed": seed, "temperature": settings.temperature,
+              "max_new_tokens": settings.max_new_tokens}
+    got = {key: earlier.get("settings", {}).get(key) for key in wanted}
+    if earlier.get("model") != model or got != wanted:
+        raise UsageError(f"--baseline {path} was sampled differently ({earlier.get('model')}, {got}); "
+                         f"this run uses ({model}, {wanted}): rerun base and icl instead")
+    reused = {}
+    for scenario in scenarios:
+        old = earlier.get("scenarios", {}).get(scenario.id, {})
+        kept = {m: r for m, r in old.items() if m in UNTRAINED
+                and len(r["eval_items"]) == len(scenario.eval) and len(r["general_items"]) == len(scenario.general)}
+        if kept:
+            reused[scenario.id] = kept
+    return reused
+
+
+def run_scenario(policy: Policy, scenario: Scenario, methods: list[str], settings: TrainSettings, *,
+                 samples: int, seed: int, cache: dict | None = None, log=None, reused: dict | None = None) -> dict:
+    """All methods on one scenario, each from the base weights; returns {method: result}."""
+    from .learning_methods import train_on_feedback
+
+    results = {}
+    checks = scenario.eval + scenario.general
+    for method in methods:
+        if reused and method in reused:
+            results[method] = {**reused[method], "reused": True}
+            if log:
+                log(f"  {scenario.id:20} {method:5} eval {_fmt(reused[method]['eval'])} (from --baseline)")
+            continue
+        started = time.perf_counter()
+        policy.reset()
+        train = None
+        if method in ("sdpo", "sft"):
+            train = train_on_feedback(policy, scenario.train, method, settings, seed)
+        key = None
+        if method == "base" and cache is not None:
+            key = json.dumps([[c.messages for c in checks], samples, seed, settings.max_new_tokens,
+                              settings.temperature])
+        if key is not None and key in cache:
+            rates, shown = cache[key]
+        else:
+            rates, shown = pass_rates(policy, checks, n=samples, max_new_tokens=settings.max_new_tokens,
+                                      temperature=settings.temperature, seed=seed,
+                                      context=scenario.feedback if method == "icl" else None)
+            if key is not None:
+                cache[key] = (rates, shown)
+        n_eval = len(scenario.eval)
+        results[method] = {
+            "eval": _mean(rates[:n_eval]), "general": _mean(rates[n_eval:]),
+            "eval_items": rates[:n_eval], "general_items": rates[n_eval:],
+            "first_samples": shown, "train": train, "seconds": time.perf_counter() - started,
+        }
+        if log:
+            log(f"  {scenario.id:20} {method:5} eval {results[method]['eval']:.2f} "
+                f"general {_fmt(results[method]['general'])} ({results[method]['seconds']:.0f} s)")
+    policy.reset()
+    return results
+
+
+def summarize(per_scenario: dict[str, dict]) -> dict:
+    """Overall means per method, general change against base, and sdpo against icl."""
+    methods = sorted({m for r in per_scenario.values() for m in r}, key=lambda m: METHODS.index(m))
+    overall: dict = {"methods": {}}
+    for method in methods:
+        evals = [r[method]["eval"] for r in per_scenario.values() if method in r]
+        generals = [r[method]["general"] for r in per_scenario.values() if method in r and r[method]["general"] is not None]
+        overall["methods"][method] = {"eval": _mean(evals), "general": _mean(generals),
+                                      "train_seconds": sum((r[method]["train"] or {}).get("seconds", 0.0)
+                                                           for r in per_scenario.values() if method in r)}
+    base = overall["methods"].get("base")
+    for values in overall["methods"].values():
+        values["general_change"] = (values["general"] - base["general"]
+                                    if base and values["general"] is not None and base["general"] is not None else None)
+    sdpo, icl = overall["methods"].get("sdpo"), overall["methods"].get("icl")
+    if sdpo and icl:
+        overall["sdpo_over_icl"] = sdpo["eval"] / icl["eval"] if icl["eval"] else None
+        if base and icl["eval"] != base["eval"]:
+            overall["sdpo_gain_over_icl_gain"] = (sdpo["eval"] - base["eval"]) / (icl["eval"] - base["eval"])
+    return overall
+
+
+def run_bench(policy: Policy, scenarios: list[Scenario], methods: list[str], settings: TrainSettings, *,
+              samples: int = 4, seed: int = 0, log=None, reused: dict[str, dict] | None = None) -> dict:
+    """The whole bench: every scenario × method; the JSON document `--json` prints."""
+    started = time.perf_counter()
+    cache: dict = {}
+    per_scenario = {}
+    for number, scenario in enumerate(scenarios, 1):
+        if log:
+            log(f"[{number}/{len(scenarios)}] {scenario.id}")
+        per_scenario[scenario.id] = run_scenario(policy, scenario, methods, settings, samples=samples,
+                                                 seed=seed, cache=cache, log=log,
+                                                 reused=(reused or {}).get(scenario.id))
+    return {
+        "model": policy.model_name,
+        "settings": {**settings.__dict__, "samples": samples, "seed": seed, "methods": methods},
+        "scenarios": per_scenario,
+        "overall": summarize(per_scenario),
+        "seconds": time.perf_counter() - started,
+    }
+
+
+# ----------------------------------------------------------------------------- output
+
+
+def _fmt(value: float | None, signed: bool = False) -> str:
+    if value is None:
+        return "—"
+    return f"{value:+.2f}" if signed else f"{value:.2f}"
+
+
+def render_tables(report: dict, console=None) -> None:
+    """One rich table per scenario, then the overall table and the two headline ratios."""
+    from rich.console import Console
+    from rich.table import Table
+
+    console = console or Console()
+    for scenario_id, results in report["scenarios"].items():
+        base_general = results.get("base", {}).get("general")
+        table = Table(title=f"{scenario_id}", title_justify="left")
+        for column in ("method", "eval pass", "general pass", "Δ general", "train s", "final loss"):
+            table.add_column(column, justify="left" if column == "method" else "right")
+        for method, r in results.items():
+            change = r["general"] - base_general if None not in (r["general"], base_general) else None
+            train = r["train"] or {}
+            table.add_row(method, _fmt(r["eval"]), _fmt(r["general"]), _fmt(change, True),
+                          f"{train['seconds']:.0f}" if train else "—", _fmt(train.get("last_loss")))
+        console.print(table)
+    overall = report["overall"]
+    table = Table(title=f"overall: {report['model']}, {len(report['scenarios'])} scenarios, "
+                        f"{report['settings']['samples']} samples per item", title_justify="left")
+    for column in ("method", "eval pass", "general pass", "Δ general", "train s"):
+        table.add_column(column, justify="left" if column == "method" else "right")
+    for method, r in overall["methods"].items():
+        table.add_row(method, _fmt(r["eval"]), _fmt(r["general"]), _fmt(r["general_change"], True),
+                      f"{r['train_seconds']:.0f}")
+    console.print(table)
+    if "sdpo_over_icl" in overall:
+        console.print(f"sdpo ÷ icl (eval pass): {_fmt(overall['sdpo_over_icl'])}   "
+                      f"(sdpo − base) ÷ (icl − base): {_fmt(overall.get('sdpo_gain_over_icl_gain'))}")
+
+
+def render_markdown(report: dict) -> str:
+    """The same numbers as markdown: one row per scenario (eval / general per method), then overall."""
+    methods = list(report["overall"]["methods"])
+    head = "| scenario | " + " | ".join(f"{m} eval / gen" for m in methods) + " |"
+    lines = [head, "|---" * (len(methods) + 1) + "|"]
+    for scenario_id, results in report["scenarios"].items():
+        cells = [f"{_fmt(results[m]['eval'])} / {_fmt(results[m]['general'])}" if m in results else "—"
+                 for m in methods]
+        lines.append(f"| {scenario_id} | " + " | ".join(cells) + " |")
+    overall = report["overall"]["methods"]
+    lines.append("| **overall** | " + " | ".join(
+        f"**{_fmt(overall[m]['eval'])} / {_fmt(overall[m]['general'])}**" for m in methods) + " |")
+    lines.append("| Δ general vs base | " + " | ".join(_fmt(overall[m]["general_change"], True) for m in methods) + " |")
+    ratios = report["overall"]
+    if "sdpo_over_icl" in ratios:
+        lines.append("")
+        lines.append(f"sdpo ÷ icl (eval): {_fmt(ratios['sdpo_over_icl'])}; "
+                     f"(sdpo − base) ÷ (icl − base): {_fmt(ratios.get('sdpo_gain_over_icl_gain'))}")
+    return "\n".join(lines)
+
+
+# ----------------------------------------------------------------------------- command line
+
+
+def register_bench(parser: argparse.ArgumentParser) -> None:
+    from .cli import add_common_flags
+    from .discovery import register_arguments as register_discover
+
+    actions = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
+    register_discover(actions.add_parser("discover", help="sdpo vs best-of-k vs multi-turn on HumanEval (docs/discovery.md)"))
+    parser = actions.add_parser("learn", help="learn: the learning benchmark (docs/learning.md)")
+    add_common_flags(parser, argparse.SUPPRESS)
+    parser.add_argument("--scenarios", type=Path, default=DEFAULT_SCENARIOS, help="scenario JSONL file")
+    parser.add_argument("--method", action="append", choices=METHODS, default=None,
+                        help="method to run (repeatable; default all: base, icl, sdpo, sft)")
+    parser.add_argument("--only", action="append", default=None, metavar="ID", help="run only this scenario (repeatable)")
+    parser.add_argument("--steps-per-feedback", type=int, default=None, help="SDPO/SFT steps per train item (default: preset)")
+    parser.add_argument("--samples", type=int, default=4, help="answers sampled per eval/general item")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--lr", type=float, default=None, help="learning rate (default: the model's LoRA preset)")
+    parser.add_argument("--alpha", type=float, default=None, help="SDPO alpha (default: SDPOConfig)")
+    parser.add_argument("--teacher", choices=["ema", "trust_region", "base", "live"], default=None)
+    parser.add_argument("--max-new-tokens", type=int, default=64)
+    parser.add_argument("--temperature", type=float, default=0.3,
+                        help="sampling temperature for train and eval answers (default 0.3: near the REPL's 0.2, "
+                        "with some spread between the samples; at 0.7 SmolLM2 is right about France 1 time in 4)")
+    parser.add_argument("--json", action="store_true", help="print the numbers as JSON instead of tables")
+    parser.add_argument("--markdown", action="store_true", help="print the numbers as markdown tables")
+    parser.add_argument("--out", type=Path, default=None, help="also write the JSON report to this file")
+    parser.add_argument("--baseline", type=Path, default=None, metavar="REPORT.json",
+                        help="reuse base/icl numbers from an earlier --out report sampled the same way "
+                        "(they do not depend on lr or steps; saves half the time when tuning)")
+
+
+def train_settings(args: argparse.Namespace, model_name: str) -> TrainSettings:
+    """The bench's training settings: flags over the model's LoRA preset over SDPOConfig defaults."""
+    from .learning_methods import TrainSettings
+    from .lora import preset_for
+    from .sdpo import SDPOConfig
+
+    preset, defaults = preset_for(model_name), SDPOConfig()
+    return TrainSettings(
+        steps_per_feedback=args.steps_per_feedback or preset.steps_per_feedback,
+        learning_rate=args.lr if args.lr is not None else preset.learning_rate,
+        alpha=args.alpha if args.alpha is not None else defaults.alpha,
+        teacher=args.teacher or defaults.teacher,
+        teacher_update_rate=defaults.teacher_update_rate,
+        max_new_tokens=args.max_new_tokens, temperature=args.temperature,
+    )
+
+
+def cmd_bench(args: argparse.Namespace, settings: Settings) -> int:
+    if args.action == "discover":
+        from .discovery import cmd_discover
+
+        return cmd_discover(args, settings)
+    if args.samples < 1 or args.max_new_tokens < 1:
+        raise UsageError("--samples and --max-new-tokens must be at least 1")
+    scenarios = load_scenarios(args.scenarios, args.only)
+    methods = list(dict.fromkeys(args.method or METHODS))
+    from .learning_methods import Policy
+
+    policy = Policy.load(settings.model, seed=args.seed)
+    train = train_settings(args, policy.model_name)
+    reused = None
+    if args.baseline:
+        reused = reusable_results(args.baseline, policy.model_name, scenarios, samples=args.samples, seed=args.seed,
+                                  settings=train)
+    report = run_bench(policy, scenarios, methods, train, samples=args.samples, seed=args.seed, reused=reused,
+                       log=lambda line: print(line, file=sys.stderr, flush=True))
+    if args.out:
+        from .adapter_files import atomic_write
+
+        atomic_write(args.out, json.dumps(report, indent=2).encode())
+    if args.json:
+        print(json.dumps(report, indent=2))
+    elif args.markdown:
+        print(render_markdown(report))
+    else:
+        render_tables(report)
+    return 0
