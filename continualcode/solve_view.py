@@ -1,0 +1,114 @@
+"""How a solve looks on the terminal: live progress, the diff, the two questions, the summary."""
+
+from __future__ import annotations
+
+import sys
+
+from rich.console import Console, Group
+from rich.panel import Panel
+from rich.syntax import Syntax
+from rich.table import Table
+
+from .solve import AttemptReport, SolveEvents, SolveOutcome
+from .task_adapter import TaskAdapter
+from .tool_calls import ToolCall
+
+
+class RichProgress(SolveEvents):
+    """One rule per attempt, a line per tool call, the check result, the SDPO step metrics.
+
+    A spinner line shows what is running now (the model writing, the check, the steps).
+    """
+
+    def __init__(self, console: Console):
+        self.console = console
+        self.status = console.status("starting", spinner="dots")
+        self._chars = 0
+        self._attempt = 0
+        self._budget = 0
+
+    def __enter__(self) -> RichProgress:
+        self.status.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.status.stop()
+
+    def on_attempt_start(self, number: int, budget: int) -> None:
+        self._attempt, self._budget, self._chars = number, budget, 0
+        self.console.rule(f"attempt {number}/{budget}")
+        self.status.update(f"attempt {number}/{budget}: the agent is working")
+
+    def on_text(self, piece: str) -> None:
+        self._chars += len(piece)
+        self.status.update(f"attempt {self._attempt}/{self._budget}: writing ({self._chars} chars)")
+
+    def on_tool(self, call: ToolCall, ok: bool, output: str) -> None:
+        target = call.args.get("path") or call.args.get("command") or ""
+        mark = "[green]ok[/green]" if ok else "[red]failed[/red]"
+        self.console.print(f"  · {call.name} {target[:60]} {mark}", highlight=False)
+        self.status.update(f"attempt {self._attempt}/{self._budget}: the agent is working")
+
+    def on_check(self, attempt: AttemptReport) -> None:
+        if attempt.passed:
+            self.console.print(f"  check [bold green]PASSED[/bold green] · {attempt.seconds:.1f} s · "
+                               f"changed {', '.join(attempt.changed_files) or 'nothing'}")
+            return
+        tail = "\n".join(attempt.check_output.strip().splitlines()[-6:])
+        self.console.print(f"  check [bold red]FAILED[/bold red] (exit {attempt.exit_code}) · {attempt.seconds:.1f} s"
+                           f" · {len(attempt.tool_calls)} tool call(s)")
+        if tail:
+            self.console.print(Panel(tail, border_style="red", expand=False), markup=False)
+
+    def on_learn_start(self, number: int, turns: int) -> None:
+        self.status.update(f"SDPO steps on attempt {number}'s {turns} turn(s)")
+
+    def on_learn(self, number: int, metrics: dict) -> None:
+        if metrics.get("skipped"):
+            self.console.print(f"  [yellow]no SDPO step: {metrics['skipped']}[/yellow]")
+            return
+        line = (f"  SDPO · {metrics['steps']} step(s) on {metrics['examples']} turn(s) · loss "
+                f"{metrics['first_loss']:.4f} → {metrics['loss']:.4f} · divergence {metrics['divergence']:.4f} · "
+                f"advantage {metrics['advantage']:+.3f} · {metrics['seconds']:.1f} s")
+        if metrics.get("rolled_back"):
+            line += f" · [yellow]rolled back: {metrics['rolled_back']}[/yellow]"
+        self.console.print(line, highlight=False)
+
+
+def show_diff(console: Console, diff: str) -> None:
+    console.print(Panel(Syntax(diff, "diff", word_wrap=True), title="diff of the passing attempt", expand=False))
+
+
+def ask(console: Console, question: str) -> bool:
+    """A yes/no question on the terminal; False without one (no one to say yes)."""
+    if not sys.stdin.isatty():
+        return False
+    from rich.prompt import Confirm
+
+    return Confirm.ask(question, console=console, default=False)
+
+
+def merge_question(adapter: TaskAdapter) -> str:
+    return (f"Merge what the task-local adapter learned ({adapter.steps_done} SDPO steps) into the main line "
+            f"as a new version after {adapter.parent or 'the base model'}?")
+
+
+def summary(outcome: SolveOutcome, finished: dict):
+    """The closing panel: solved or not, attempts, what happened to the diff and the adapter."""
+    table = Table(show_header=False, box=None)
+    table.add_row("result", "[green]solved[/green]" if outcome.solved else "[red]not solved[/red]")
+    table.add_row("attempts", f"{len(outcome.attempts)}/{outcome.budget} ({outcome.method})")
+    if outcome.solved:
+        if finished["applied"]:
+            table.add_row("diff", f"applied to {', '.join(finished['applied_files']) or 'the tree'}")
+        else:
+            reason = finished.get("apply_error") or "not applied"
+            table.add_row("diff", f"{reason}; saved as {finished['patch_file']} (git apply FILE)")
+    adapter = finished["adapter"]
+    if adapter["decision"] == "merged":
+        where = "live" if adapter["live"] else "kept, not live (the main line moved on during the solve)"
+        parent = adapter["branched_from"] or "base"
+        table.add_row("adapter", f"merged as {adapter['version']} (parent {parent}), {where}")
+    elif adapter["decision"] == "discarded":
+        table.add_row("adapter", f"task-local learning ({adapter['steps']} steps) discarded")
+    return Group(table)
