@@ -76,7 +76,7 @@ class TaskAdapter:
         self.version: str | None = None         # what the engine serves for this branch (None = parent)
         self.steps_done = 0
         self.history: list[dict] = []
-        self._workdir = Path(tempfile.mkdtemp(prefix="continualcode-task-"))
+        self._workdir: Path | None = None       # made on the first learn: a first-attempt pass leaves nothing
         self._model = self._tokenizer = self._optimizer = self._teacher = None
         self._initial: dict | None = None
 
@@ -168,7 +168,8 @@ class TaskAdapter:
         self._restore_engine()
 
     def close(self) -> None:
-        shutil.rmtree(self._workdir, ignore_errors=True)
+        if self._workdir is not None:
+            shutil.rmtree(self._workdir, ignore_errors=True)
         self._model = self._optimizer = self._teacher = None
 
     # -- internals ---------------------------------------------------------------------
@@ -185,6 +186,8 @@ class TaskAdapter:
 
     def _serve_new(self) -> float:
         name = f"task-{len(self.history) + 1}"
+        if self._workdir is None:
+            self._workdir = Path(tempfile.mkdtemp(prefix="continualcode-task-"))
         path = self._workdir / name
         self._model.save_pretrained(str(path), selected_adapters=["default"])
         for old in self._workdir.iterdir():
