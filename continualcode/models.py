@@ -116,7 +116,8 @@ def _package_file(package: str, relative: str, model: BundledModel) -> Path:
     return path
 
 
-def _fsync_dir(path: Path) -> None:
+def fsync_path(path: Path) -> None:
+    """fsync a file or directory by path (a rename is durable only once its directory is synced)."""
     fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)
@@ -172,7 +173,7 @@ def gguf_path(model: BundledModel) -> Path:
             os.fsync(out.fileno())
         _verify(tmp, model)
         os.replace(tmp, target)
-        _fsync_dir(target.parent)
+        fsync_path(target.parent)
     finally:
         tmp.unlink(missing_ok=True)
     return target
@@ -201,7 +202,7 @@ def _export_hf_dir(gguf: Path, target: Path, label: str) -> Path:
         if target.exists():
             shutil.rmtree(target)
         os.replace(tmp, target)
-        _fsync_dir(target.parent)
+        fsync_path(target.parent)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return target
