@@ -251,24 +251,69 @@ def summarize(per_scenario: dict[str, dict]) -> dict:
 
 
 def run_bench(policy: Policy, scenarios: list[Scenario], methods: list[str], settings: TrainSettings, *,
-              samples: int = 4, seed: int = 0, log=None, reused: dict[str, dict] | None = None) -> dict:
-    """The whole bench: every scenario × method; the JSON document `--json` prints."""
+              samples: int = 4, seed: int = 0, log=None, reused: dict[str, dict] | None = None,
+              done: dict[str, dict] | None = None, checkpoint=None) -> dict:
+    """The whole bench: every scenario × method; the JSON document `--json` prints.
+
+    ``done`` holds finished scenarios of an interrupted run (``--resume``): they
+    are kept as they are. ``checkpoint(report)`` is called after every scenario
+    with the report so far, so a long run killed midway loses one scenario.
+    """
     started = time.perf_counter()
     cache: dict = {}
     per_scenario = {}
+
+    def report() -> dict:
+        return {
+            "model": policy.model_name,
+            "settings": {**settings.__dict__, "samples": samples, "seed": seed, "methods": methods},
+            "scenarios": per_scenario,
+            "overall": summarize(per_scenario),
+            "seconds": time.perf_counter() - started,
+        }
+
     for number, scenario in enumerate(scenarios, 1):
         if log:
             log(f"[{number}/{len(scenarios)}] {scenario.id}")
+        if done and scenario.id in done:
+            per_scenario[scenario.id] = done[scenario.id]
+            if log:
+                log(f"  {scenario.id:20} kept from the interrupted run (--resume)")
+            continue
         per_scenario[scenario.id] = run_scenario(policy, scenario, methods, settings, samples=samples,
                                                  seed=seed, cache=cache, log=log,
                                                  reused=(reused or {}).get(scenario.id))
-    return {
-        "model": policy.model_name,
-        "settings": {**settings.__dict__, "samples": samples, "seed": seed, "methods": methods},
-        "scenarios": per_scenario,
-        "overall": summarize(per_scenario),
-        "seconds": time.perf_counter() - started,
-    }
+        if checkpoint:
+            checkpoint(report())
+    return report()
+
+
+def resumable_results(path: Path, model: str, scenarios: list[Scenario], methods: list[str], *, samples: int,
+                      seed: int, settings: TrainSettings) -> dict[str, dict]:
+    """Finished scenarios of an interrupted run whose ``--out`` is ``path`` (``--resume``).
+
+    Every setting must match (training ones too, unlike ``--baseline``); a
+    scenario counts as finished when it has every requested method and the
+    same number of items. A missing file means nothing is finished yet.
+    """
+    if not Path(path).exists():
+        return {}
+    try:
+        earlier = json.loads(Path(path).read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise UsageError(f"--resume: cannot read {path} ({exc}); move it away to start over") from exc
+    wanted = {**settings.__dict__, "samples": samples, "seed": seed}
+    got = {key: earlier.get("settings", {}).get(key) for key in wanted}
+    if earlier.get("model") != model or got != wanted:
+        raise UsageError(f"--resume: {path} was run with other settings ({earlier.get('model')}, {got}); "
+                         f"this run uses ({model}, {wanted}): pick another --out or match them")
+    finished = {}
+    for scenario in scenarios:
+        old = earlier.get("scenarios", {}).get(scenario.id, {})
+        if all(m in old and len(old[m]["eval_items"]) == len(scenario.eval)
+               and len(old[m]["general_items"]) == len(scenario.general) for m in methods):
+            finished[scenario.id] = {m: old[m] for m in methods}
+    return finished
 
 
 # ----------------------------------------------------------------------------- output
@@ -360,6 +405,9 @@ def register_bench(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="print the numbers as JSON instead of tables")
     parser.add_argument("--markdown", action="store_true", help="print the numbers as markdown tables")
     parser.add_argument("--out", type=Path, default=None, help="also write the JSON report to this file")
+    parser.add_argument("--resume", action="store_true",
+                        help="continue an interrupted run: keep the scenarios already in --out (the report is "
+                        "saved after every scenario) when every setting matches")
     parser.add_argument("--baseline", type=Path, default=None, metavar="REPORT.json",
                         help="reuse base/icl numbers from an earlier --out report sampled the same way "
                         "(they do not depend on lr or steps; saves half the time when tuning)")
@@ -389,6 +437,8 @@ def cmd_bench(args: argparse.Namespace, settings: Settings) -> int:
         return cmd_discover(args, settings)
     if args.samples < 1 or args.max_new_tokens < 1:
         raise UsageError("--samples and --max-new-tokens must be at least 1")
+    if args.resume and not args.out:
+        raise UsageError("--resume needs --out FILE: the report it continues")
     scenarios = load_scenarios(args.scenarios, args.only)
     methods = list(dict.fromkeys(args.method or METHODS))
     from .learning_methods import Policy
@@ -399,12 +449,20 @@ def cmd_bench(args: argparse.Namespace, settings: Settings) -> int:
     if args.baseline:
         reused = reusable_results(args.baseline, policy.model_name, scenarios, samples=args.samples, seed=args.seed,
                                   settings=train)
-    report = run_bench(policy, scenarios, methods, train, samples=args.samples, seed=args.seed, reused=reused,
-                       log=lambda line: print(line, file=sys.stderr, flush=True))
-    if args.out:
-        from .adapter_files import atomic_write
+    from .adapter_files import atomic_write
 
-        atomic_write(args.out, json.dumps(report, indent=2).encode())
+    done = None
+    if args.resume:
+        done = resumable_results(args.out, policy.model_name, scenarios, methods, samples=args.samples,
+                                 seed=args.seed, settings=train)
+
+    def save(report: dict) -> None:
+        if args.out:
+            atomic_write(args.out, json.dumps(report, indent=2).encode())
+
+    report = run_bench(policy, scenarios, methods, train, samples=args.samples, seed=args.seed, reused=reused,
+                       done=done, checkpoint=save, log=lambda line: print(line, file=sys.stderr, flush=True))
+    save(report)
     if args.json:
         print(json.dumps(report, indent=2))
     elif args.markdown:

@@ -294,10 +294,14 @@ def register_arguments(p) -> None:
     p.add_argument("--json", action="store_true", help="print one JSON report on stdout")
 
 
-def run_solve(repo: Path, settings, args, engine, registry, console, *, user_store=None) -> tuple[dict, int]:
-    """Attempts, then the two questions; returns (the JSON report, exit code). Shared by the CLI and /solve."""
+def run_solve(repo: Path, settings, args, engine, registry, ui, *, user_store=None) -> tuple[dict, int]:
+    """Attempts, then the two questions; returns (the JSON report, exit code).
+
+    Shared by the CLI, the REPL's and the TUI's /solve; ``ui`` (a
+    `solve_view.SolveUI`) draws the progress and asks the questions.
+    """
     from .models import resolve
-    from .solve_view import RichProgress, ask, merge_question, show_diff
+    from .solve_view import merge_question
 
     adapter = None
     if args.method == "sdpo" and settings.learn:
@@ -308,16 +312,16 @@ def run_solve(repo: Path, settings, args, engine, registry, console, *, user_sto
     try:
         solver = Solver(repo, engine, settings, task=args.task, check=args.check, method=args.method,
                         budget=args.budget, adapter=adapter, check_timeout=args.check_timeout,
-                        events=RichProgress(console))
+                        events=ui.progress())
         with solver.events:
             outcome = solver.run()
 
         def confirm_apply(diff: str) -> bool:
-            show_diff(console, diff)
-            return args.apply or ask(console, f"Apply this diff to {repo}?")
+            ui.show_diff(diff)
+            return args.apply or ui.ask(f"Apply this diff to {repo}?")
 
         def confirm_merge(task_adapter: TaskAdapter) -> bool:
-            return args.merge == "yes" or (args.merge == "ask" and ask(console, merge_question(task_adapter)))
+            return args.merge == "yes" or (args.merge == "ask" and ui.ask(merge_question(task_adapter)))
 
         finished = finish(outcome, repo, adapter, confirm_apply=confirm_apply, confirm_merge=confirm_merge,
                           user_store=user_store)
@@ -341,7 +345,7 @@ def cmd_solve(args, settings) -> int:
     from .cli import find_repo_root
     from .config import UsageError
     from .session import make_engine
-    from .solve_view import summary
+    from .solve_view import TerminalUI, summary
 
     if not args.task.strip() or not args.check.strip():
         raise UsageError('solve needs a task and a check: continualcode solve "TASK" --check "COMMAND"')
@@ -356,7 +360,7 @@ def cmd_solve(args, settings) -> int:
     if live is not None:
         engine.load_adapter(registry.path(live.version), live.version)
     try:
-        report, code = run_solve(repo, settings, args, engine, registry, console,
+        report, code = run_solve(repo, settings, args, engine, registry, TerminalUI(console),
                                  user_store=lambda: Store.for_repo(repo))
     finally:
         engine.close()
@@ -367,15 +371,18 @@ def cmd_solve(args, settings) -> int:
     return code
 
 
-def slash_solve(session, arg: str):
-    """/solve "TASK" --check "COMMAND" [--budget K] [--method M] [--apply] [--merge yes|no]."""
+def slash_solve(session, arg: str, ui=None):
+    """/solve "TASK" --check "COMMAND" [--budget K] [--method M] [--apply] [--merge yes|no].
+
+    ``ui`` is the REPL's terminal unless the caller (the TUI) brings its own.
+    """
     import argparse
     import shlex
 
     from rich.console import Console
 
     from .slash import SlashError
-    from .solve_view import summary
+    from .solve_view import TerminalUI, summary
 
     parser = argparse.ArgumentParser(prog="/solve", add_help=False, exit_on_error=False)
     register_arguments(parser)
@@ -388,7 +395,7 @@ def slash_solve(session, arg: str):
         raise SlashError("--budget must be at least 1")
     session.sync_live()
     report, _ = run_solve(session.repo, session.settings, args, session.engine, session.registry,
-                          Console(highlight=False), user_store=lambda: session.store)
+                          ui or TerminalUI(Console(highlight=False)), user_store=lambda: session.store)
     session.sync_live()
     return summary(_outcome_of(report), report)
 

@@ -9,7 +9,8 @@ the user answers in the tool-call block.
 Layout: the conversation (streamed replies, tool calls as collapsible blocks with
 approve / always / deny-with-reason / edit-arguments controls) and the prompt on the
 left; on the right the adapter timeline (select a version to inspect it or roll back)
-and the live training status. `/credit [N]` (or Ctrl-O) opens the credit view.
+and the live training status. `/credit [N]` (or Ctrl-O) opens the credit view;
+`/solve` shows its attempts in the conversation and asks its questions in a dialog.
 Every action has a key, listed in the footer; styles live in tui.tcss.
 """
 
@@ -279,6 +280,9 @@ class ContinualCodeApp(App):
             self.action_quit()
         elif name.lower() == "/credit":
             self.open_credit(arg.strip())
+        elif name.lower() == "/solve":
+            self.say(line, "user")
+            self._start(self._solve, arg)
         else:
             if name.lower() == "/adapters":
                 self.action_adapters()
@@ -298,6 +302,20 @@ class ContinualCodeApp(App):
             self.from_thread(self.say, str(exc), "error")
         except Exception as exc:
             self.from_thread(self.say, f"{line}: {type(exc).__name__}: {exc}", "error")
+        finally:
+            self.from_thread(self._idle)
+
+    def _solve(self, arg: str) -> None:
+        """/solve with its progress in the conversation and its questions as dialogs (tui_solve)."""
+        from .solve import slash_solve
+        from .tui_solve import TUISolveUI
+
+        try:
+            self.from_thread(self.show, slash_solve(self.session, arg, ui=TUISolveUI(self)))
+        except SlashError as exc:
+            self.from_thread(self.say, str(exc), "error")
+        except Exception as exc:  # shown; the user's tree and the registry are left as they were
+            self.from_thread(self.say, f"/solve: {type(exc).__name__}: {exc}", "error")
         finally:
             self.from_thread(self._idle)
 

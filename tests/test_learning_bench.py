@@ -190,3 +190,34 @@ def test_markdown_has_a_row_per_scenario_and_the_overall_ratios():
     text = render_markdown({"scenarios": per, "overall": summarize(per)})
     assert "| a | 0.00 / 1.00 | 0.50 / 1.00 | 0.25 / 0.50 |" in text
     assert "| Δ general vs base | +0.00 | +0.00 | -0.50 |" in text and "sdpo ÷ icl (eval): 0.50" in text
+
+
+def test_resume_keeps_finished_scenarios_and_refuses_other_settings(tmp_path, small_model, capsys):
+    france = [{"role": "user", "content": "What is the capital of France?"}]
+    path = write(tmp_path / "two.jsonl",
+                 {"id": "first", "train": [{"messages": france, "feedback": "One word."}],
+                  "eval": [{"messages": france, "pass_regex": "Paris"}]},
+                 {"id": "second", "train": [{"messages": france, "feedback": "One word."}],
+                  "eval": [{"messages": france, "pass_regex": "(?i)paris"}]})
+    out = tmp_path / "report.json"
+    common = ["bench", "learn", "--model", small_model.name, "--scenarios", str(path), "--samples", "1",
+              "--max-new-tokens", "8", "--temperature", "0", "--method", "base", "--out", str(out), "--json"]
+    assert main(common) == 0
+    first = json.loads(out.read_text())
+    assert set(first["scenarios"]) == {"first", "second"}
+    # An interrupted run: "second" never finished, and "first" carries a marker no real run writes.
+    first["scenarios"]["first"]["base"]["marker"] = "kept"
+    del first["scenarios"]["second"]
+    out.write_text(json.dumps(first))
+    capsys.readouterr()
+    assert main([*common, "--resume"]) == 0
+    resumed = json.loads(out.read_text())
+    assert resumed["scenarios"]["first"]["base"]["marker"] == "kept"
+    assert "marker" not in resumed["scenarios"]["second"]["base"]
+    assert resumed["scenarios"]["second"]["base"]["eval_items"] == [1.0]
+    capsys.readouterr()
+    assert main([*common, "--resume", "--samples", "2"]) != 0
+    assert "other settings" in capsys.readouterr().err
+    assert json.loads(out.read_text()) == resumed  # the refused run wrote nothing
+    assert main(["bench", "learn", "--model", small_model.name, "--scenarios", str(path), "--resume"]) != 0
+    assert "needs --out" in capsys.readouterr().err

@@ -209,6 +209,56 @@ def test_sigkilled_solve_leaves_tree_and_registry_unchanged(repo, tmp_path):
 
 
 @pytest.mark.slow
+def test_solve_killed_during_sdpo_steps_leaves_tree_and_registry_unchanged(repo, tmp_path, small_model):
+    """SIGKILL while the task-local adapter is training (after its first steps were served)."""
+    from continualcode.adapters import AdapterRegistry
+    from continualcode.embedded_engine import load_causal_lm
+    from continualcode.lora import attach_lora, preset_for
+
+    registry = AdapterRegistry.for_repo(repo)
+    model, _ = load_causal_lm(small_model, __import__("torch").float32)
+    live = registry.publish(attach_lora(model, preset_for(small_model.name)), parent=None,
+                            base_model=small_model.name, base_checksum=small_model.checksum, examples=[], metrics={})
+    registry.set_live(live.version)
+    del model
+    registry_before, before = _registry_state(registry.root), user_state(repo)
+    script = tmp_path / "replies.json"
+    script.write_text(json.dumps(WRONG * 3))  # every attempt fails the check
+    counter, tmp = tmp_path / "checks", tmp_path / "tmp"
+    tmp.mkdir()
+    check = f"echo x >> {counter}; exit 1"
+    child = subprocess.Popen(
+        [sys.executable, "-m", "continualcode", "solve", TASK, "--check", check, "--repo", str(repo),
+         "--engine", "scripted", "--script", str(script), "--model", small_model.name, "--dtype", "fp32",
+         "--budget", "3", "--steps", "2", "--apply", "--merge", "yes", "--json"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True, env={**os.environ, "TMPDIR": str(tmp)})
+
+    def checks() -> int:
+        return len(counter.read_text().split()) if counter.exists() else 0
+    try:
+        deadline = time.monotonic() + 300
+        while checks() < 2 and child.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert checks() == 2, child.stderr.read().decode()[-2000:] if child.poll() is not None else "too slow"
+        # The first failure's steps were taken and served; the second failure's steps start now.
+        served = list(tmp.glob("continualcode-task-*/task-1"))
+        assert served and (served[0] / "adapter_model.safetensors").exists()
+        time.sleep(0.5)
+        assert child.poll() is None  # still learning: two steps on two turns take seconds
+        os.killpg(child.pid, signal.SIGKILL)
+        child.wait(10)
+    finally:
+        if child.poll() is None:
+            os.killpg(child.pid, signal.SIGKILL)
+            child.wait()
+    assert checks() == 2
+    assert user_state(repo) == before
+    assert _registry_state(registry.root) == registry_before
+    assert registry.live().version == live.version
+    assert not (repo / ".continualcode" / "solve").exists()
+
+
+@pytest.mark.slow
 def test_sdpo_learns_between_attempts_and_merges_with_lineage(repo, small_model):
     """Real SDPO steps (SmolLM2) on the scripted attempt's turns; merged as a child of the live version."""
     from continualcode.adapters import AdapterRegistry

@@ -226,6 +226,36 @@ async def test_slash_completion_and_commands(git_repo, closing):
         await until(pilot, lambda: app.return_code == 0)
 
 
+@pytest.mark.anyio
+@pytest.mark.parametrize("answer", ["y", "n"])
+async def test_solve_shows_attempts_and_asks_before_applying(git_repo, closing, answer):
+    import sys
+
+    from continualcode.tui_solve import QuestionScreen
+
+    (git_repo / "check_app.py").write_text("from app import add\n\nassert add(1, 2) == 3\n")
+    wrong = render_tool_call(ToolCall("edit", {"path": "app.py", "search": "return a - b", "replace": "return a * b"}))
+    app = make_app(git_repo, [wrong, "Done.", EDIT, "Fixed."])
+    closing(app)
+    async with app.run_test(size=SIZE) as pilot:
+        await ready(pilot)
+        await send(pilot, f'/solve "make add add" --check "{sys.executable} -B check_app.py" --budget 2 '
+                          "--method best-of-k")
+        await until(pilot, lambda: isinstance(app.screen, QuestionScreen))
+        assert "Apply this diff" in app.screen.question
+        assert (git_repo / "app.py").read_text().endswith("return a - b\n")  # untouched while asking
+        shown = "\n".join(_text(w) for w in app.main_screen.query(".output"))
+        assert "attempt 1/2" in shown and "FAILED" in shown and "attempt 2/2" in shown and "PASSED" in shown
+        assert "+    return a + b" in shown  # the diff of the passing attempt
+        await pilot.press(answer)
+        await idle(pilot)
+        summary = _text(app.main_screen.query(".output").last())
+        assert "solved" in summary and "2/2" in summary
+        applied = (git_repo / "app.py").read_text().endswith("return a + b\n")
+        assert applied == (answer == "y")
+        assert ("applied to app.py" in summary) == (answer == "y")
+
+
 def _text(widget) -> str:
     from rich.console import Console
 
