@@ -5,6 +5,8 @@ run pre-commit`, so it works from the virtualenv continualcode is installed in
 even when that is not on the PATH git sees. A hook continualcode did not write
 is never lost: without `--force` or `--chain` installation refuses; `--chain`
 keeps it beside ours and runs it first; `--force` moves it to a backup name.
+`hook uninstall` removes only a hook continualcode wrote, and puts back the hook
+that was there before it (the chained one, else the latest backup).
 Hooks go where git looks for them (`git rev-parse --git-path hooks`: honours
 core.hooksPath and worktrees).
 """
@@ -78,6 +80,41 @@ def install_hook(repo: Path, kind: str = "pre-commit", *, force: bool = False, c
     _write_executable(path, hook_script(kind, python or sys.executable, chained=installed.chained is not None,
                                         fix=fix))
     return installed
+
+
+@dataclass
+class Uninstalled:
+    path: Path
+    restored: Path | None = None
+    """The earlier hook now back at `path` (it was chained or backed up)."""
+
+
+def uninstall_hook(repo: Path, kind: str = "pre-commit") -> Uninstalled:
+    """Remove continualcode's hook and put back the one it displaced; never touch a hook it did not write."""
+    if kind not in HOOK_KINDS:
+        raise HookError(f"unknown hook {kind!r}; hooks: {', '.join(HOOK_KINDS)}")
+    directory = hooks_dir(repo)
+    path, chained_path = directory / kind, directory / f"{kind}{CHAINED_SUFFIX}"
+    if not path.exists():
+        raise HookError(f"no {kind} hook is installed at {path}")
+    if HOOK_MARKER not in path.read_text(errors="replace"):
+        raise HookError(f"{path} was not written by continualcode; it is left as it is")
+    earlier = chained_path if chained_path.exists() else _latest_backup(directory, kind)
+    result = Uninstalled(path)
+    if earlier is not None:
+        os.replace(earlier, path)  # one rename: the hook slot is never empty
+        result.restored = earlier
+    else:
+        path.unlink()
+    return result
+
+
+def _latest_backup(directory: Path, kind: str) -> Path | None:
+    """The backup `--force` made last (`_free_name` numbers them .1, .2, … after the plain name)."""
+    first = directory / f"{kind}{BACKUP_SUFFIX}"
+    numbered = sorted((p for p in directory.glob(f"{first.name}.*") if p.suffix[1:].isdigit()),
+                      key=lambda p: int(p.suffix[1:]))
+    return numbered[-1] if numbered else (first if first.exists() else None)
 
 
 def _free_name(path: Path) -> Path:

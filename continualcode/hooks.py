@@ -48,7 +48,7 @@ from pathlib import Path
 from typing import Iterator, TextIO
 
 from .config import Settings
-from .hook_install import HOOK_KINDS, HookError, install_hook
+from .hook_install import HOOK_KINDS, HookError, install_hook, uninstall_hook
 
 CHECK_TIMEOUT_S = 600.0
 """Seconds before a check's whole process group is killed (ToolConfig.test_timeout's default)."""
@@ -330,7 +330,8 @@ def _git(repo: Path, *args: str, check: bool = True) -> subprocess.CompletedProc
 # -- command line ----------------------------------------------------------------
 
 def register_hook(p: argparse.ArgumentParser) -> None:
-    p.add_argument("action", choices=["install", "run"], help="install the hook script, or run the checks now")
+    p.add_argument("action", choices=["install", "uninstall", "run"],
+                   help="install the hook script, remove it (restoring the hook it displaced), or run the checks now")
     p.add_argument("kind", nargs="?", default="pre-commit", choices=HOOK_KINDS, help="which hook (pre-commit)")
     p.add_argument("--force", action="store_true", help="install: replace a hook continualcode did not write "
                    "(it is backed up)")
@@ -349,6 +350,13 @@ def cmd_hook(args: argparse.Namespace, settings: Settings) -> int:
         if args.force or args.chain:
             raise HookError("--force and --chain go with `hook install`")
         return run_pre_commit(repo, settings, fix=args.fix)
+    if args.action == "uninstall":
+        if args.force or args.chain or args.fix:
+            raise HookError("--force, --chain and --fix go with `hook install`")
+        removed = uninstall_hook(repo, args.kind)
+        print(f"removed continualcode's hook from {removed.path}"
+              + (f"; restored the earlier hook from {removed.restored.name}" if removed.restored else ""))
+        return 0
     installed = install_hook(repo, args.kind, force=args.force, chain=args.chain, fix=args.fix)
     print(f"installed {installed.path}" + (f" (runs {installed.chained.name} first)" if installed.chained else "")
           + (f"; the previous hook is saved as {installed.backup.name}" if installed.backup else ""))

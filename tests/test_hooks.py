@@ -109,6 +109,38 @@ def test_foreign_hook_is_kept_unless_forced_or_chained(repo):
     assert installed.backup.read_text() == "#!/bin/sh\nexit 0\n" and HOOK_MARKER in foreign.read_text()
 
 
+def test_uninstall_restores_the_displaced_hook_and_never_removes_a_foreign_one(repo):
+    from continualcode.hook_install import uninstall_hook
+
+    hooks = repo / ".git" / "hooks"
+    hook = hooks / "pre-commit"
+    done = cli(repo, "hook", "uninstall")
+    assert done.returncode == 2 and "no pre-commit hook" in done.stderr
+
+    install_hook(repo)
+    done = cli(repo, "hook", "uninstall")
+    assert done.returncode == 0 and "removed" in done.stdout and not hook.exists()
+
+    foreign = "#!/bin/sh\necho foreign\n"
+    hook.write_text(foreign)
+    with pytest.raises(HookError, match="not written by continualcode"):
+        uninstall_hook(repo)
+    assert hook.read_text() == foreign
+
+    install_hook(repo, chain=True)
+    removed = uninstall_hook(repo)
+    assert removed.restored.name == "pre-commit.continualcode-chained" and hook.read_text() == foreign
+    assert not removed.restored.exists()
+
+    install_hook(repo, force=True)  # backup .continualcode-backup
+    hook.write_text("#!/bin/sh\necho second\n")
+    install_hook(repo, force=True)  # backup .continualcode-backup.1: the one displaced last
+    removed = uninstall_hook(repo)
+    assert removed.restored.name == "pre-commit.continualcode-backup.1" and "second" in hook.read_text()
+    assert (hooks / "pre-commit.continualcode-backup").read_text() == foreign  # older backups stay
+    assert cli(repo, "hook", "uninstall", "--fix").returncode == 2
+
+
 # -- run -----------------------------------------------------------------------
 
 def test_failing_check_blocks_the_commit_and_queues_an_example_on_the_agent_turn(repo):
