@@ -230,7 +230,9 @@ def run_scenario(policy: Policy, scenario: Scenario, methods: list[str], setting
 
 def summarize(per_scenario: dict[str, dict]) -> dict:
     """Overall means per method, general change against base, and sdpo against icl."""
-    methods = sorted({m for r in per_scenario.values() for m in r}, key=lambda m: METHODS.index(m))
+    # Other names (a tuning variant's column, bench/learn_table.py --label) come after the four methods.
+    methods = sorted({m for r in per_scenario.values() for m in r},
+                     key=lambda m: (METHODS.index(m) if m in METHODS else len(METHODS), m))
     overall: dict = {"methods": {}}
     for method in methods:
         evals = [r[method]["eval"] for r in per_scenario.values() if method in r]

@@ -221,3 +221,26 @@ def test_resume_keeps_finished_scenarios_and_refuses_other_settings(tmp_path, sm
     assert json.loads(out.read_text()) == resumed  # the refused run wrote nothing
     assert main(["bench", "learn", "--model", small_model.name, "--scenarios", str(path), "--resume"]) != 0
     assert "needs --out" in capsys.readouterr().err
+
+
+def test_learn_table_combines_reports_and_adds_labelled_columns():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("learn_table", Path(__file__).parents[1] / "bench" / "learn_table.py")
+    learn_table = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(learn_table)
+
+    def report(methods: dict, **settings) -> dict:
+        sampled = {"samples": 2, "seed": 0, "temperature": 0.3, "max_new_tokens": 80, **settings}
+        return {"model": "m", "settings": sampled,
+                "scenarios": {"a": {m: {"eval": e, "general": g, "train": None} for m, (e, g) in methods.items()}}}
+    first = report({"base": (0.0, 1.0), "icl": (0.5, 0.5), "sdpo": (0.25, 0.75)})
+    tuned = report({"sdpo": (0.5, 1.0)})
+    variant = report({"sdpo": (0.75, 0.25)})
+    combined = learn_table.combine([first, tuned], {"sdpo other": variant})
+    methods = combined["overall"]["methods"]
+    assert list(methods) == ["base", "icl", "sdpo", "sdpo other"]  # the label after the four methods
+    assert methods["sdpo"]["eval"] == 0.5 and methods["sdpo other"]["general_change"] == -0.75
+    assert "| a | 0.00 / 1.00 | 0.50 / 0.50 | 0.50 / 1.00 | 0.75 / 0.25 |" in learn_table.render_markdown(combined)
+    with pytest.raises(SystemExit, match="sampled differently"):
+        learn_table.combine([first, report({"sdpo": (1.0, 1.0)}, samples=4)])

@@ -33,7 +33,9 @@ def test_shipped_presets_stay_within_what_serving_accepts():
     # vLLM's default --max-lora-rank is 16; every preset must load there unchanged.
     for name in ("smollm2-135m", "qwen2.5-coder-0.5b", "default"):
         preset = preset_for(name)
-        assert preset.rank <= 16 and preset.dropout == 0.0 and preset.learning_rate <= 1e-4
+        assert preset.rank <= 16 and preset.dropout == 0.0
+        # The learning bench (docs/learning.md) measured Qwen collapsing at 1e-3 × 4 (general 0.79 → 0.36).
+        assert preset.learning_rate <= 5e-4
 
 
 def test_missing_or_incomplete_presets_file_says_what_to_do(tmp_path):
