@@ -187,11 +187,16 @@ def write_synced(path: Path, data: bytes) -> None:
         os.fsync(f.fileno())
 
 
-def atomic_write(path: Path, data: bytes) -> None:
-    """Temporary file in the same directory, fsync, rename over ``path``, fsync the directory."""
+def atomic_write(path: Path, data: bytes, mode: int = 0o644) -> None:
+    """Temporary file in the same directory, fsync, rename over ``path``, fsync the directory.
+
+    ``mode`` is set before the rename, so ``path`` never exists with other permissions
+    (an executable hook script is never briefly not executable).
+    """
+    path = Path(path)
     fd, tmp = tempfile.mkstemp(prefix=f"{TMP_PREFIX}{path.name}-", dir=path.parent)
     try:
-        os.fchmod(fd, 0o644)  # mkstemp creates 0600
+        os.fchmod(fd, mode)  # mkstemp creates 0600
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()

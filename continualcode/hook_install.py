@@ -20,6 +20,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from .adapter_files import atomic_write
 from .config import UsageError
 
 HOOK_KINDS = ("pre-commit",)
@@ -77,8 +78,8 @@ def install_hook(repo: Path, kind: str = "pre-commit", *, force: bool = False, c
                             "continualcode's checks, --force replaces it (a backup is kept)")
     if chained_path.exists():  # keep an earlier chain on reinstall
         installed.chained = chained_path
-    _write_executable(path, hook_script(kind, python or sys.executable, chained=installed.chained is not None,
-                                        fix=fix))
+    atomic_write(path, hook_script(kind, python or sys.executable, chained=installed.chained is not None,
+                                        fix=fix).encode(), mode=0o755)
     return installed
 
 
@@ -124,14 +125,6 @@ def _free_name(path: Path) -> Path:
     return candidate
 
 
-def _write_executable(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "w") as handle:
-        handle.write(text)
-        handle.flush()
-        os.fsync(handle.fileno())
-    tmp.chmod(0o755)
-    os.replace(tmp, path)
 
 
 def _git(repo: Path, *args: str) -> subprocess.CompletedProcess:

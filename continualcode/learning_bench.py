@@ -158,6 +158,23 @@ UNTRAINED = ("base", "icl")
 """Methods whose numbers do not depend on the training settings, so a tuning run may reuse them."""
 
 
+def _earlier_report(path: Path, model: str, wanted: dict, unreadable: str, mismatch: str, fix: str) -> dict:
+    """An earlier ``--out`` report, refused (UsageError) unless its model and ``wanted`` settings match."""
+    try:
+        earlier = json.loads(Path(path).read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise UsageError(f"{unreadable} ({exc})") from exc
+    got = {key: earlier.get("settings", {}).get(key) for key in wanted}
+    if earlier.get("model") != model or got != wanted:
+        raise UsageError(f"{mismatch} ({earlier.get('model')}, {got}); this run uses ({model}, {wanted}): {fix}")
+    return earlier
+
+
+def _same_items(result: dict, scenario: Scenario) -> bool:
+    """Was this result measured on as many eval and general items as the scenario has now?"""
+    return len(result["eval_items"]) == len(scenario.eval) and len(result["general_items"]) == len(scenario.general)
+
+
 def reusable_results(path: Path, model: str, scenarios: list[Scenario], *, samples: int, seed: int,
                      settings: TrainSettings) -> dict[str, dict]:
     """base/icl results from an earlier report (``--baseline``), if it sampled exactly as this run will.
@@ -165,21 +182,14 @@ def reusable_results(path: Path, model: str, scenarios: list[Scenario], *, sampl
     Only the sampling matters for these two methods (model, samples, seed,
     temperature, answer length, and the scenario's items), not lr or steps.
     """
-    try:
-        earlier = json.loads(Path(path).read_text())
-    except (OSError, json.JSONDecodeError) as exc:
-        raise UsageError(f"--baseline {path}: cannot read an earlier --out report ({exc})") from exc
     wanted = {"samples": samples, "seed": seed, "temperature": settings.temperature,
               "max_new_tokens": settings.max_new_tokens}
-    got = {key: earlier.get("settings", {}).get(key) for key in wanted}
-    if earlier.get("model") != model or got != wanted:
-        raise UsageError(f"--baseline {path} was sampled differently ({earlier.get('model')}, {got}); "
-                         f"this run uses ({model}, {wanted}): rerun base and icl instead")
+    earlier = _earlier_report(path, model, wanted, f"--baseline {path}: cannot read an earlier --out report",
+                              f"--baseline {path} was sampled differently", "rerun base and icl instead")
     reused = {}
     for scenario in scenarios:
         old = earlier.get("scenarios", {}).get(scenario.id, {})
-        kept = {m: r for m, r in old.items() if m in UNTRAINED
-                and len(r["eval_items"]) == len(scenario.eval) and len(r["general_items"]) == len(scenario.general)}
+        kept = {m: r for m, r in old.items() if m in UNTRAINED and _same_items(r, scenario)}
         if kept:
             reused[scenario.id] = kept
     return reused
@@ -300,20 +310,14 @@ def resumable_results(path: Path, model: str, scenarios: list[Scenario], methods
     """
     if not Path(path).exists():
         return {}
-    try:
-        earlier = json.loads(Path(path).read_text())
-    except (OSError, json.JSONDecodeError) as exc:
-        raise UsageError(f"--resume: cannot read {path} ({exc}); move it away to start over") from exc
-    wanted = {**settings.__dict__, "samples": samples, "seed": seed}
-    got = {key: earlier.get("settings", {}).get(key) for key in wanted}
-    if earlier.get("model") != model or got != wanted:
-        raise UsageError(f"--resume: {path} was run with other settings ({earlier.get('model')}, {got}); "
-                         f"this run uses ({model}, {wanted}): pick another --out or match them")
+    earlier = _earlier_report(path, model, {**settings.__dict__, "samples": samples, "seed": seed},
+                              f"--resume: cannot read {path} (move it away to start over)",
+                              f"--resume: {path} was run with other settings",
+                              "pick another --out or match them")
     finished = {}
     for scenario in scenarios:
         old = earlier.get("scenarios", {}).get(scenario.id, {})
-        if all(m in old and len(old[m]["eval_items"]) == len(scenario.eval)
-               and len(old[m]["general_items"]) == len(scenario.general) for m in methods):
+        if all(m in old and _same_items(old[m], scenario) for m in methods):
             finished[scenario.id] = {m: old[m] for m in methods}
     return finished
 

@@ -479,17 +479,10 @@ def exclude_from_git(repo_root: Path, pattern: str) -> bool:
         return False
     exclude.parent.mkdir(exist_ok=True)
     separator = "" if not existing or existing.endswith("\n") else "\n"
-    _write_atomic(exclude, f"{existing}{separator}{pattern}\n")
+    from .adapter_files import atomic_write
+
+    atomic_write(exclude, f"{existing}{separator}{pattern}\n".encode())
     return True
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "w") as handle:
-        handle.write(text)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
 
 
 def _check_choice(what: str, value: str, allowed: tuple[str, ...]) -> None:
