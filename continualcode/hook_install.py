@@ -58,13 +58,10 @@ def hook_script(kind: str, python: str, *, chained: bool, fix: bool) -> str:
 def install_hook(repo: Path, kind: str = "pre-commit", *, force: bool = False, chain: bool = False,
                  fix: bool = False, python: str | None = None) -> Installed:
     """Write the hook; a hook continualcode did not write is kept unless --force or --chain."""
-    if kind not in HOOK_KINDS:
-        raise HookError(f"unknown hook {kind!r}; hooks: {', '.join(HOOK_KINDS)}")
-    directory = hooks_dir(repo)
+    directory, path, chained_path = _hook_paths(repo, kind)
     directory.mkdir(parents=True, exist_ok=True)
-    path, chained_path = directory / kind, directory / f"{kind}{CHAINED_SUFFIX}"
     installed = Installed(path)
-    if path.exists() and HOOK_MARKER not in path.read_text(errors="replace"):
+    if path.exists() and not _is_ours(path):
         if chain:
             if chained_path.exists():
                 raise HookError(f"{chained_path} already exists; move it aside and retry")
@@ -78,8 +75,8 @@ def install_hook(repo: Path, kind: str = "pre-commit", *, force: bool = False, c
                             "continualcode's checks, --force replaces it (a backup is kept)")
     if chained_path.exists():  # keep an earlier chain on reinstall
         installed.chained = chained_path
-    atomic_write(path, hook_script(kind, python or sys.executable, chained=installed.chained is not None,
-                                        fix=fix).encode(), mode=0o755)
+    script = hook_script(kind, python or sys.executable, chained=installed.chained is not None, fix=fix)
+    atomic_write(path, script.encode(), mode=0o755)
     return installed
 
 
@@ -92,13 +89,10 @@ class Uninstalled:
 
 def uninstall_hook(repo: Path, kind: str = "pre-commit") -> Uninstalled:
     """Remove continualcode's hook and put back the one it displaced; never touch a hook it did not write."""
-    if kind not in HOOK_KINDS:
-        raise HookError(f"unknown hook {kind!r}; hooks: {', '.join(HOOK_KINDS)}")
-    directory = hooks_dir(repo)
-    path, chained_path = directory / kind, directory / f"{kind}{CHAINED_SUFFIX}"
+    directory, path, chained_path = _hook_paths(repo, kind)
     if not path.exists():
         raise HookError(f"no {kind} hook is installed at {path}")
-    if HOOK_MARKER not in path.read_text(errors="replace"):
+    if not _is_ours(path):
         raise HookError(f"{path} was not written by continualcode; it is left as it is")
     earlier = chained_path if chained_path.exists() else _latest_backup(directory, kind)
     result = Uninstalled(path)
@@ -118,13 +112,23 @@ def _latest_backup(directory: Path, kind: str) -> Path | None:
     return numbered[-1] if numbered else (first if first.exists() else None)
 
 
+def _hook_paths(repo: Path, kind: str) -> tuple[Path, Path, Path]:
+    """(hooks directory, the hook, the chained earlier hook) for a known hook kind."""
+    if kind not in HOOK_KINDS:
+        raise HookError(f"unknown hook {kind!r}; hooks: {', '.join(HOOK_KINDS)}")
+    directory = hooks_dir(repo)
+    return directory, directory / kind, directory / f"{kind}{CHAINED_SUFFIX}"
+
+
+def _is_ours(path: Path) -> bool:
+    return HOOK_MARKER in path.read_text(errors="replace")
+
+
 def _free_name(path: Path) -> Path:
     candidate, n = path, 1
     while candidate.exists():
         candidate, n = path.with_name(f"{path.name}.{n}"), n + 1
     return candidate
-
-
 
 
 def _git(repo: Path, *args: str) -> subprocess.CompletedProcess:

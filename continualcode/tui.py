@@ -282,16 +282,17 @@ class ContinualCodeApp(App):
             self.open_credit(arg.strip())
         elif name.lower() == "/solve":
             self.say(line, "user")
-            self._start(self._solve, arg)
+            self._start(self._run_slash, line, lambda: self._solve(arg))
         else:
             if name.lower() == "/adapters":
                 self.action_adapters()
             self._start(self._run_slash, line)
 
-    def _run_slash(self, line: str) -> None:
+    def _run_slash(self, line: str, run=None) -> None:
+        """Run one slash command (``run`` instead of the table's handler, when given) and show its output."""
         try:
             conversation = self.session.session_id
-            output = run_slash(self.session, line)
+            output = run() if run is not None else run_slash(self.session, line)
             if self.session.session_id != conversation:  # /clear or /resume switched conversations
                 self.from_thread(self._replay)
             if output is not None:
@@ -305,19 +306,12 @@ class ContinualCodeApp(App):
         finally:
             self.from_thread(self._idle)
 
-    def _solve(self, arg: str) -> None:
+    def _solve(self, arg: str):
         """/solve with its progress in the conversation and its questions as dialogs (tui_solve)."""
         from .solve import slash_solve
         from .tui_solve import TUISolveUI
 
-        try:
-            self.from_thread(self.show, slash_solve(self.session, arg, ui=TUISolveUI(self)))
-        except SlashError as exc:
-            self.from_thread(self.say, str(exc), "error")
-        except Exception as exc:  # shown; the user's tree and the registry are left as they were
-            self.from_thread(self.say, f"/solve: {type(exc).__name__}: {exc}", "error")
-        finally:
-            self.from_thread(self._idle)
+        return slash_solve(self.session, arg, ui=TUISolveUI(self))
 
     # -- credit ------------------------------------------------------------------------------
     def open_credit(self, arg: str = "") -> None:

@@ -208,19 +208,27 @@ def test_sigkilled_solve_leaves_tree_and_registry_unchanged(repo, tmp_path):
     assert not (repo / ".continualcode" / "solve").exists()
 
 
-@pytest.mark.slow
-def test_solve_killed_during_sdpo_steps_leaves_tree_and_registry_unchanged(repo, tmp_path, small_model):
-    """SIGKILL while the task-local adapter is training (after its first steps were served)."""
+def publish_live_adapter(repo: Path, small_model):
+    """A fresh SmolLM2 LoRA (B = 0, so exactly the base model) published and made live."""
+    import torch
+
     from continualcode.adapters import AdapterRegistry
     from continualcode.embedded_engine import load_causal_lm
     from continualcode.lora import attach_lora, preset_for
 
     registry = AdapterRegistry.for_repo(repo)
-    model, _ = load_causal_lm(small_model, __import__("torch").float32)
+    model, _ = load_causal_lm(small_model, torch.float32)
     live = registry.publish(attach_lora(model, preset_for(small_model.name)), parent=None,
                             base_model=small_model.name, base_checksum=small_model.checksum, examples=[], metrics={})
     registry.set_live(live.version)
-    del model
+    return registry, live
+
+
+@pytest.mark.slow
+def test_solve_killed_during_sdpo_steps_leaves_tree_and_registry_unchanged(repo, tmp_path, small_model):
+    """SIGKILL while the task-local adapter is training (after its first steps were served)."""
+
+    registry, live = publish_live_adapter(repo, small_model)
     registry_before, before = _registry_state(registry.root), user_state(repo)
     script = tmp_path / "replies.json"
     script.write_text(json.dumps(WRONG * 3))  # every attempt fails the check
@@ -261,18 +269,10 @@ def test_solve_killed_during_sdpo_steps_leaves_tree_and_registry_unchanged(repo,
 @pytest.mark.slow
 def test_sdpo_learns_between_attempts_and_merges_with_lineage(repo, small_model):
     """Real SDPO steps (SmolLM2) on the scripted attempt's turns; merged as a child of the live version."""
-    from continualcode.adapters import AdapterRegistry
-    from continualcode.embedded_engine import load_causal_lm
-    from continualcode.lora import attach_lora, preset_for
     from continualcode.store import Store
     from continualcode.task_adapter import TaskAdapter
 
-    registry = AdapterRegistry.for_repo(repo)
-    model, _ = load_causal_lm(small_model, __import__("torch").float32)
-    live = registry.publish(attach_lora(model, preset_for(small_model.name)), parent=None,
-                            base_model=small_model.name, base_checksum=small_model.checksum, examples=[], metrics={})
-    registry.set_live(live.version)
-    del model
+    registry, live = publish_live_adapter(repo, small_model)
     engine = ScriptedEngine(WRONG + RIGHT)
     adapter = TaskAdapter(small_model, engine=engine, registry=registry, steps=1, dtype="fp32")
     solver = Solver(repo, engine, settings(), task=TASK, check=CHECK, method="sdpo", budget=3, adapter=adapter,
