@@ -37,7 +37,8 @@ run: models
 
 # The suite includes a real vLLM server test, so `make test` builds .venv-vllm too.
 test: install vllm
-	$(PY) -m continualcode models prepare smollm2-135m
+	@# SmolLM2 is the test model; Qwen's tokenizer is checked too (the prompt renderer test)
+	$(PY) -m continualcode models prepare smollm2-135m qwen2.5-coder-0.5b
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 bench: models

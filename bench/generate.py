@@ -16,9 +16,9 @@ import time
 
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
-from continualcode.embedded_engine import EmbeddedEngine  # noqa: E402
-from continualcode.engine import SamplingParams  # noqa: E402
-from continualcode.models import resolve  # noqa: E402
+from continualcode.engines.base import SamplingParams
+from continualcode.engines.embedded import EmbeddedEngine
+from continualcode.models import resolve
 
 PROMPT = [{"role": "user", "content": "Write a Python function that parses an ISO-8601 date "
            "string and returns a datetime, with error handling and a docstring."}]

@@ -20,11 +20,11 @@ from pathlib import Path
 
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
-from continualcode.adapters import AdapterRegistry  # noqa: E402
-from continualcode.engine import SamplingParams  # noqa: E402
-from continualcode.models import resolve  # noqa: E402
-from continualcode.store import Store  # noqa: E402
-from continualcode.trainer import Trainer  # noqa: E402
+from continualcode.adapters.registry import AdapterRegistry
+from continualcode.engines.base import SamplingParams
+from continualcode.learning.trainer import Trainer
+from continualcode.models import resolve
+from continualcode.store.db import Store
 
 X = [{"role": "user", "content": "List three prime numbers."}]
 
@@ -40,11 +40,11 @@ def queue_example(store: Store, engine, text: str) -> None:
 
 def make_engine(kind: str, resolved):
     if kind == "embedded":
-        from continualcode.embedded_engine import EmbeddedEngine
+        from continualcode.engines.embedded import EmbeddedEngine
 
         return EmbeddedEngine(resolved, dtype="auto")
     from continualcode.config import Settings
-    from continualcode.vllm_engine import VLLMEngine
+    from continualcode.engines.vllm import VLLMEngine
 
     vllm = Path(".venv-vllm/bin/vllm")
     if not vllm.exists():

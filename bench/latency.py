@@ -23,12 +23,12 @@ if "--active" in sys.argv:
     os.environ["OMP_WAIT_POLICY"] = "ACTIVE"
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
-from continualcode.adapters import AdapterRegistry  # noqa: E402
-from continualcode.embedded_engine import EmbeddedEngine  # noqa: E402
-from continualcode.engine import SamplingParams  # noqa: E402
-from continualcode.models import resolve  # noqa: E402
-from continualcode.store import Store  # noqa: E402
-from continualcode.trainer import Trainer  # noqa: E402
+from continualcode.adapters.registry import AdapterRegistry
+from continualcode.engines.base import SamplingParams
+from continualcode.engines.embedded import EmbeddedEngine
+from continualcode.learning.trainer import Trainer
+from continualcode.models import resolve
+from continualcode.store.db import Store
 
 sys.path.insert(0, str(Path(__file__).parent))
 from hotswap import queue_example  # noqa: E402

@@ -15,7 +15,8 @@ import argparse
 import json
 from pathlib import Path
 
-from continualcode.learning_bench import render_markdown, summarize
+from continualcode.evals.learning_bench import summarize
+from continualcode.evals.learning_tables import render_markdown
 
 SAMPLING = ("samples", "seed", "temperature", "max_new_tokens")
 

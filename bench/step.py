@@ -33,11 +33,18 @@ import time
 
 import torch
 
-from continualcode.lora import attach_lora, preset_for
-from continualcode.models import resolve
-from continualcode.sdpo import (
-    SDPOConfig, TeacherState, TrainingExample, build_batch, make_optimizer, response_logits, sdpo_step, sft_step,
+from continualcode.adapters.presets import preset_for
+from continualcode.learning.lora import attach_lora
+from continualcode.learning.sdpo import (
+    TeacherState,
+    build_batch,
+    make_optimizer,
+    response_logits,
+    sdpo_step,
+    sft_step,
 )
+from continualcode.learning.types import SDPOConfig, TrainingExample
+from continualcode.models import resolve
 
 MODES = ("sft", "sdpo_top100", "sdpo_full")
 CODE = "def parse_config(path):\n    with open(path) as handle:\n        data = json.load(handle)\n    return data\n"
@@ -49,7 +56,7 @@ DTYPE = "auto"  # set from --dtype; "auto" = what the trainer picks (bf16 on CPU
 def load(model_name: str):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from continualcode.embedded_engine import pick_dtype
+    from continualcode.engines.loading import pick_dtype
 
     for attempt in range(3):  # another process may be assembling the model right now
         try:

@@ -1,7 +1,7 @@
 """How often does the bundled Qwen2.5-Coder-0.5B produce a parsable, sensible tool call?
 
 Builds a small real repository in a temp dir, gives the model the real system
-prompt (continualcode.tool_calls.system_prompt) and one of a few realistic
+prompt (continualcode.agent.system_prompt.system_prompt) and one of a few realistic
 tasks, samples completions the way the agent does (temperature 0.7, stop at
 </tool>), parses them with the real parser and checks the call against what a
 sensible first step would be. Prints the rates; --out writes every sample.
@@ -25,10 +25,17 @@ from typing import Callable
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
+from continualcode.agent.system_prompt import system_prompt
+from continualcode.agent.tool_calls import (
+    STOP_STRINGS,
+    ToolCall,
+    parse_tool_call,
+    render_tool_call,
+    render_tool_result,
+)
 from continualcode.models import resolve
-from continualcode.tool_calls import STOP_STRINGS, ToolCall, parse_tool_call, render_tool_call, render_tool_result, system_prompt
 from continualcode.tools import TOOLS
-from continualcode.workspace import Workspace
+from continualcode.tools.workspace import Workspace
 
 REPO = {
     "README.md": "# calc\n\nA tiny calculator library.\n\nRun the tests with `python -m pytest -q`.\n",

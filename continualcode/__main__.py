@@ -7,6 +7,6 @@ import sys
 # and busy-waiting OpenMP threads made a training step 10x slower (DEVELOPERS.md).
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
-from .cli import main  # noqa: E402
+from continualcode.cli import main
 
 sys.exit(main())

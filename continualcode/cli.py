@@ -9,28 +9,25 @@ defaults).
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 from pathlib import Path
 from typing import Callable
 
-from . import __version__
-from .config import ConfigError, Settings, UsageError, load_settings
-from .engine import EngineError
-from .models import BUNDLED, DEFAULT_MODEL, ModelError
-
-EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
-
-
-def find_repo_root(start: Path) -> Path:
-    """The enclosing git work tree, or `start` itself when there is none."""
-    import git
-
-    try:
-        return Path(git.Repo(start, search_parent_directories=True).working_tree_dir)
-    except (git.InvalidGitRepositoryError, git.NoSuchPathError):
-        return start
+from continualcode import __version__
+from continualcode.commands.common import add_common_flags
+from continualcode.config import (
+    EXIT_FAILED,
+    EXIT_OK,
+    EXIT_USAGE,
+    ConfigError,
+    Settings,
+    UsageError,
+    load_settings,
+)
+from continualcode.engines.base import EngineError
+from continualcode.models import ModelError
+from continualcode.paths import find_repo_root
 
 
 def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
@@ -61,7 +58,7 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
 
 
 def add_print_flags(parser: argparse.ArgumentParser) -> None:
-    """Headless mode (continualcode.headless): run one task with no prompts and exit."""
+    """Headless mode (continualcode.ui.headless): run one task with no prompts and exit."""
     group = parser.add_argument_group("headless (-p)")
     group.add_argument("-p", "--print", metavar="TASK", default=None,
                        help="run TASK headlessly and exit (0 done and checks pass, 1 failed, 2 usage); "
@@ -75,67 +72,28 @@ def add_print_flags(parser: argparse.ArgumentParser) -> None:
                        help="with -p: wait for queued training steps before exiting (default limit 900 s)")
 
 
-def add_common_flags(parser: argparse.ArgumentParser, default) -> None:
-    """Flags every command accepts; subcommands use SUPPRESS so they don't reset the top level's."""
-    parser.add_argument("--repo", type=Path, default=default,
-                        help="repository to work in (default: the git repo around the current directory)")
-    parser.add_argument("--model", default=default,
-                        help=f"bundled model ({', '.join(BUNDLED)}; default {DEFAULT_MODEL}), "
-                        "a local HF directory, a .gguf file, or a hub id")
-    parser.add_argument("--engine", choices=["embedded", "vllm", "scripted"], default=default,
-                        help="embedded: transformers+peft in-process (CPU default); vllm: an OpenAI-compatible "
-                        "vLLM server with runtime LoRA; scripted: replay --script replies (testing)")
-    parser.add_argument("--dtype", choices=["auto", "fp32", "bf16"], default=default,
-                        help="weights dtype for the embedded engine")
-    parser.add_argument("--vllm-url", default=default, help="use a running vLLM server at this URL")
-    parser.add_argument("--vllm-command", default=default,
-                        help="vllm executable used to start a server (default: vllm)")
-    parser.add_argument("--script", default=default, help="JSON list of replies for --engine scripted")
-    parser.add_argument("--no-learn", dest="learn", action="store_const", const=False, default=default,
-                        help="do not record training examples or train")
-
-
 # -- subcommands -------------------------------------------------------------
-
-def _register_models(p: argparse.ArgumentParser) -> None:
-    p.add_argument("action", choices=["list", "prepare"], help="list bundled models, or prepare (assemble, verify, cache)")
-    p.add_argument("names", nargs="*", help="models to prepare (default: the configured model)")
-
-
-def cmd_models(args: argparse.Namespace, settings: Settings) -> int:
-    from .models import cache_root, prepare
-
-    if args.action == "list":
-        for model in BUNDLED.values():
-            marker = "*" if model.name == settings.model else " "
-            cached = (cache_root() / "hf" / model.name / "config.json").is_file()
-            print(f"{marker} {model.name:22} {'cached' if cached else 'not cached':11} {model.description}")
-        return EXIT_OK
-    for name in args.names or [settings.model]:
-        resolved = prepare(name)
-        print(f"{resolved.name}: {resolved.path}")
-    return EXIT_OK
 
 
 COMMANDS: dict[str, tuple[str, str, str]] = {
     # name: ("module:function" that adds its arguments, "module:function" handler, one-line help);
     # both are imported only when needed, so `--help` and the REPL start without loading torch twice.
-    "models": ("continualcode.cli:_register_models", "continualcode.cli:cmd_models",
+    "models": ("continualcode.commands.models:register_models", "continualcode.commands.models:cmd_models",
                "list or prepare the bundled models"),
-    "adapters": ("continualcode.adapter_commands:register_adapters", "continualcode.adapter_commands:cmd_adapters",
+    "adapters": ("continualcode.commands.adapters:register_adapters", "continualcode.commands.adapters:cmd_adapters",
                  "list, show, diff or roll back adapter versions"),
-    "train": ("continualcode.adapter_commands:register_train", "continualcode.adapter_commands:cmd_train",
+    "train": ("continualcode.commands.train:register_train", "continualcode.commands.train:cmd_train",
               "run SDPO steps on pending feedback now"),
-    "hook": ("continualcode.hooks:register_hook", "continualcode.hooks:cmd_hook",
+    "hook": ("continualcode.commands.hook:register_hook", "continualcode.commands.hook:cmd_hook",
              "install or run the git pre-commit hook (checks the staged tree, learns from failures)"),
-    "credit": ("continualcode.credit:register_arguments", "continualcode.credit:cmd_credit",
+    "credit": ("continualcode.commands.credit:register_arguments", "continualcode.commands.credit:cmd_credit",
                "show one reply's tokens coloured by the self-teacher's advantage (--json for numbers)"),
-    "bench": ("continualcode.learning_bench:register_bench", "continualcode.learning_bench:cmd_bench",
+    "bench": ("continualcode.commands.bench:register_bench", "continualcode.commands.bench:cmd_bench",
               "bench learn: does feedback stick on held-out prompts? (base, icl, sdpo, sft); "
               "bench discover: sdpo vs best-of-k vs multi-turn on HumanEval"),
-    "solve": ("continualcode.solve:register_arguments", "continualcode.solve:cmd_solve",
+    "solve": ("continualcode.commands.solve:register_arguments", "continualcode.commands.solve:cmd_solve",
               "attempt one task in a scratch copy until --check passes, learning between attempts"),
-    "report": ("continualcode.report:register_report", "continualcode.report:cmd_report",
+    "report": ("continualcode.commands.report:register_report", "continualcode.commands.report:cmd_report",
                "learning curves from the store: loss, advantage, gate scores, feedback (--out FILE.png)"),
 }
 
@@ -169,8 +127,8 @@ def main(argv: list[str] | None = None) -> int:
             return _lazy(COMMANDS[args.command][1])(args, settings) or EXIT_OK
         if args.print is not None or args.json or args.yes or args.allow or args.max_turns is not None \
                 or args.wait_train is not None:
-            return _lazy("continualcode.headless:cmd_print")(args, settings, repo)
-        from .repl import run_repl
+            return _lazy("continualcode.ui.headless:cmd_print")(args, settings, repo)
+        from continualcode.ui.repl import run_repl
 
         return run_repl(repo, settings, resume=args.resume, tui=args.tui)
     except (UsageError, ConfigError, ModelError) as exc:
@@ -179,7 +137,3 @@ def main(argv: list[str] | None = None) -> int:
     except EngineError as exc:
         print(f"continualcode: engine error: {exc}", file=sys.stderr)
         return EXIT_FAILED
-
-
-def print_json(value) -> None:
-    print(json.dumps(value, indent=2, default=str))

@@ -13,7 +13,11 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from .models import DEFAULT_MODEL
+from continualcode.models import DEFAULT_MODEL
+from continualcode.paths import repo_config_path
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+"""Exit codes of every command: done, failed (a check, the task, the engine), usage or setup error."""
 
 
 class ConfigError(ValueError):
@@ -71,9 +75,6 @@ def user_config_path() -> Path:
     base = os.environ.get("XDG_CONFIG_HOME") or Path.home() / ".config"
     return Path(base) / "continualcode" / "config.toml"
 
-
-def repo_config_path(repo: Path) -> Path:
-    return repo / ".continualcode" / "config.toml"
 
 
 def _read_toml(path: Path) -> dict[str, Any]:

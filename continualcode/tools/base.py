@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 
-from continualcode.workspace import PathRefused, Workspace
+from continualcode.tools.workspace import PathRefused, Workspace
 
 
 @dataclass

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from continualcode.tools.base import BaseTool, Param, ToolArgError, ToolResult, int_arg
 from continualcode.tools.config import ToolConfig
-from continualcode.workspace import Workspace
+from continualcode.tools.workspace import Workspace
 
 _NUMBERED_LINE = re.compile(r"^ *\d+\| ?")
 

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from continualcode.tools.base import BaseTool, Param, ToolArgError, ToolResult
 from continualcode.tools.config import ToolConfig
-from continualcode.workspace import Workspace, is_git_name
+from continualcode.tools.workspace import Workspace, is_git_name
 
 
 def walk_files(start: Path, skip_dirs: tuple[str, ...]) -> Iterator[Path]:

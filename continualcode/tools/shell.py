@@ -24,7 +24,7 @@ from pathlib import Path
 
 from continualcode.tools.base import BaseTool, Param, ToolArgError, ToolResult
 from continualcode.tools.config import ToolConfig
-from continualcode.workspace import Workspace
+from continualcode.tools.workspace import Workspace
 
 
 def filtered_env(config: ToolConfig, environ: dict[str, str] | None = None) -> dict[str, str]:

@@ -1,0 +1,92 @@
+"""A deterministic engine that replays fixed completions.
+
+Shipped in the package (like mini-swe-agent's DeterministicModel) so that agent
+loop tests, and users checking their own configurations, run without a model:
+`--engine scripted --script replies.json`, where the file is a JSON list of
+assistant replies. Token ids are the UTF-8 bytes of the reply, so scoring and
+training code paths still see consistent ids.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from pathlib import Path
+
+from continualcode.engines.base import (
+    Completion,
+    EngineError,
+    Message,
+    SamplingParams,
+    TextCallback,
+)
+from continualcode.engines.prompt import cut_at_stop
+
+
+class ScriptedEngine:
+    """Replays `replies` in order; raises when the script runs out."""
+
+    model_name = "scripted"
+
+    def __init__(self, replies: list[str], *, loop: bool = False):
+        self.replies = list(replies)
+        self.loop = loop
+        self.calls: list[list[Message]] = []
+        self._next = 0
+        self._version: str | None = None
+        self.loaded: list[tuple[str | None, str | None]] = []
+
+    @classmethod
+    def from_file(cls, path: str | Path) -> "ScriptedEngine":
+        try:
+            replies = json.loads(Path(path).read_text())
+        except (OSError, ValueError) as exc:
+            raise EngineError(f"cannot read script {path}: {exc}") from exc
+        if not isinstance(replies, list) or not all(isinstance(r, str) for r in replies):
+            raise EngineError(f"script {path} must be a JSON list of strings (assistant replies)")
+        return cls(replies)
+
+    @property
+    def adapter_version(self) -> str | None:
+        return self._version
+
+    def generate(
+        self,
+        messages: list[Message],
+        params: SamplingParams,
+        on_text: TextCallback | None = None,
+        cancel: threading.Event | None = None,
+    ) -> Completion:
+        if self._next >= len(self.replies):
+            if not self.loop or not self.replies:
+                raise EngineError("the scripted engine has no replies left")
+            self._next = 0
+        reply, _ = cut_at_stop(self.replies[self._next], params.stop)  # the stop rule every engine obeys
+        self._next += 1
+        self.calls.append([dict(m) for m in messages])
+        if on_text is not None:
+            for piece in _chunks(reply):
+                if cancel is not None and cancel.is_set():
+                    break
+                on_text(piece)
+        ids = list(reply.encode())
+        return Completion(
+            text=reply, token_ids=ids, logprobs=[0.0] * len(ids), finish_reason="stop",
+            adapter_version=self._version, prompt_tokens=sum(len(m["content"]) for m in messages),
+        )
+
+    def score(self, messages: list[Message], response_ids: list[int]) -> list[float]:
+        return [0.0] * len(response_ids)
+
+    def load_adapter(self, path: Path | None, version: str | None) -> float:
+        self._version = version
+        self.loaded.append((str(path) if path else None, version))
+        return 0.0
+
+    def close(self) -> None:
+        pass
+
+
+def _chunks(text: str, size: int = 8):
+    for start in range(0, len(text), size):
+        yield text[start : start + size]

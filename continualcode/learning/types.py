@@ -1,0 +1,135 @@
+"""What one SDPO step is configured with and fed: the config, the example, the teacher templates.
+
+Plain data, no torch: the agent's feedback recorder, the store-row converter,
+the batch builder, the loss and the benchmarks all share these definitions
+(../shared/SDPO.md, "Setting" and "Teacher context").
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+# The reference reprompt templates (lasgroup/SDPO and trl.experimental.sdpo are
+# identical). Kept verbatim: the paper's numbers were measured with this text.
+REPROMPT_TEMPLATE = "{prompt}{solution}{feedback}\n\nCorrectly solve the original question.\n"
+
+
+REPROMPT_SOLUTION = "\nCorrect solution:\n\n{solution}\n\n"
+
+
+REPROMPT_FEEDBACK = "\nThe following is feedback from your unsuccessful earlier attempt:\n\n{feedback}\n\n"
+
+
+# The hindsight variant (idea from lasgroup/user_interactions; our wording). It
+# deliberately does NOT call the earlier answer unsuccessful: measured on
+# Qwen2.5-Coder-0.5B, the reprompt template flipped a correct YES to NO when the
+# feedback was only about format (SDPO.md, last probe table row).
+HINDSIGHT_FEEDBACK = (
+    "\n\n[Hindsight] The user's next message, written after seeing your reply, is shown "
+    "below ahead of time so that your reply can already take it into account.\n"
+    "Next user message: {feedback}\n"
+)
+
+
+HINDSIGHT_SOLUTION = "\n\n[Hindsight] A reply the user accepted for this request:\n\n{solution}\n"
+
+
+TEMPLATES = ("reprompt", "hindsight")
+
+
+TEACHER_MODES = ("ema", "trust_region", "base", "live")
+
+
+@dataclass
+class SDPOConfig:
+    """Every knob of an SDPO step. Defaults follow the reference (lasgroup/SDPO YAML) unless noted."""
+
+    alpha: float = 1.0
+    """0 = forward KL(teacher‖student), 1 = reverse KL, between = generalized JSD. Reference default 0.5;
+    1.0 is the paper's setting for rich feedback, and on the learning bench (docs/learning.md) it lifted
+    Qwen2.5-Coder's held-out pass rate from 0.24 (alpha 0.5, = base) to 0.32 and tied on SmolLM2."""
+    top_k: int | None = 100
+    """Distill over the student's top-K token ids (None = full vocabulary). Reference default 100."""
+    add_tail: bool = True
+    """Append a tail bucket 1 − Σ top-K probs (else renormalize the K entries). Reference default on."""
+    is_clip: float | None = 2.0
+    """Upper clip of the off-policy importance ratio (None = off). Reference default 2.0."""
+    teacher: str = "ema"
+    """Teacher weights: ema | trust_region | base | live. Reference default ema; a live teacher at
+    lr 5e-4 collapsed SmolLM2 into newlines in our planning probe (SDPO.md)."""
+    teacher_update_rate: float = 0.05
+    """EMA rate r (teacher ← (1−r)·teacher + r·student), or the trust-region mix. Reference default 0.05."""
+    learning_rate: float = 1e-4
+    """AdamW lr for the LoRA parameters. The reference's 1e-5 is for full fine-tuning; LoRA's best lr is
+    about 10× the full-FT lr (Schulman et al., "LoRA Without Regret", 2025); the per-model value comes
+    from adapters/presets.toml and was measured not to collapse (docs/sdpo.md)."""
+    max_grad_norm: float = 1.0
+    """Global gradient-norm clip (verl's actor grad_clip and lasgroup/user_interactions both use 1.0)."""
+    max_reprompt_tokens: int = 1024
+    """Token cap on each of the feedback and solution texts put into the teacher context (y is never
+    cut). The reference caps the whole reprompted prompt at 10240 tokens on GPUs; on CPU the teacher
+    forward pays for every token, so we cap the added text and keep its head and tail (errors and test
+    summaries sit at the end)."""
+    template: str = "reprompt"
+    """Teacher template for examples that do not name one: reprompt (reference text; for failures) or
+    hindsight (lasgroup/user_interactions idea; for conversational follow-ups)."""
+    feedback_with_solution: bool = False
+    """Keep the feedback when a solution exists. Reference default: feedback only without a solution."""
+    hybrid_lambda: float = 0.0
+    """λ in A = λ·A_GRPO + (1−λ)·A_SDPO (paper, hybrid with scalar rewards). 0 = pure distillation;
+    > 0 switches to the advantage (policy-gradient) form. Not in the reference code."""
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.alpha <= 1.0:
+            raise ValueError(f"alpha must be in [0, 1], got {self.alpha}")
+        if self.teacher not in TEACHER_MODES:
+            raise ValueError(f"teacher must be one of {TEACHER_MODES}, got {self.teacher!r}")
+        if self.template not in TEMPLATES:
+            raise ValueError(f"template must be one of {TEMPLATES}, got {self.template!r}")
+        if self.top_k is not None and self.top_k < 1:
+            raise ValueError(f"top_k must be >= 1 or None, got {self.top_k}")
+        if not 0.0 <= self.hybrid_lambda <= 1.0:
+            raise ValueError(f"hybrid_lambda must be in [0, 1], got {self.hybrid_lambda}")
+
+
+@dataclass
+class TrainingExample:
+    """One judged response: x (``messages``), y (``response_ids``) and what came after it.
+
+    ``response_ids`` are y exactly as sampled, including the final eos token if
+    generation stopped on it, so student and teacher score the same tokens.
+    ``template`` None means ``SDPOConfig.template``. An example with neither
+    feedback nor solution is masked out (unless it has a reward and
+    hybrid_lambda > 0).
+    """
+
+    messages: list[dict]
+    response_ids: list[int]
+    feedback: str | None = None
+    solution: str | None = None
+    template: str | None = None
+    old_logprobs: list[float] | None = None
+    reward: float | None = None
+    meta: dict = field(default_factory=dict)
+    """Caller's bookkeeping (e.g. the store's example id); never read by SDPO."""
+
+    def has_signal(self, config: SDPOConfig) -> bool:
+        if not self.response_ids:
+            return False
+        if (self.feedback and self.feedback.strip()) or (self.solution and self.solution.strip()):
+            return True
+        return config.hybrid_lambda > 0 and self.reward is not None
+
+
+TEMPLATE_FOR_KIND = {
+    "followup": "hindsight",
+    "manual": "hindsight",
+    "denial": "reprompt",
+    "edit": "reprompt",
+    "tool_error": "reprompt",
+    "parse_error": "reprompt",
+    "test_failure": "reprompt",
+    "undo": "reprompt",
+    "hook": "reprompt",
+}
+"""Feedback kinds that become training examples, and the teacher template each uses."""

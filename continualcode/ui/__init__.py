@@ -1,0 +1,1 @@
+"""The faces of a session: the REPL, the Textual TUI, headless runs, slash commands and the views they draw."""

@@ -1,0 +1,251 @@
+"""The learning bench: scenario files, real regex checks, the public set's collapse-proofing,
+and a real run on SmolLM2 through the CLI (tables and JSON)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from continualcode.cli import main
+from continualcode.config import UsageError
+from continualcode.evals.learning_bench import (
+    DEFAULT_SCENARIOS,
+    load_scenarios,
+    summarize,
+)
+from continualcode.learning.checks import Check
+
+USER = [{"role": "user", "content": "hi"}]
+
+
+def write(path: Path, *scenarios: dict) -> Path:
+    path.write_text("\n".join(json.dumps(s) for s in scenarios) + "\n")
+    return path
+
+
+def scenario(id_: str = "s", **overrides) -> dict:
+    base = {"id": id_, "train": [{"messages": USER, "feedback": "Be brief."}],
+            "eval": [{"messages": USER, "pass_regex": "hello"}], "general": []}
+    return {**base, **overrides}
+
+
+def test_check_needs_all_pass_patterns_and_no_fail_pattern():
+    check = Check(USER, [r"\b42\b", r"(?i)answer"], [r"(?i)\bsure\b"])
+    assert check.passes("The answer is 42.")
+    assert not check.passes("42")                      # second pass pattern missing
+    assert not check.passes("Sure! The answer is 42.")  # fail pattern present
+    assert not Check(USER, [], [r"x"]).passes("   \n")  # empty output never passes
+
+
+@pytest.mark.parametrize("bad, message", [
+    ({"eval": [{"messages": USER}]}, "needs a pass_regex or a fail_regex"),
+    ({"eval": [{"messages": USER, "pass_regex": "("}]}, "bad regex"),
+    ({"train": [{"messages": USER, "feedback": "x", "kind": "praise"}]}, "kind 'praise'"),
+    ({"train": []}, "at least one train item"),
+    ({"eval": []}, "at least one eval item"),
+    ({"train": [{"messages": [{"role": "assistant", "content": "x"}], "feedback": "x"}]}, "end with the user turn"),
+])
+def test_bad_scenarios_are_refused_with_the_line_and_what_to_fix(tmp_path, bad, message):
+    path = write(tmp_path / "s.jsonl", scenario(**bad))
+    with pytest.raises(UsageError, match=message) as info:
+        load_scenarios(path)
+    assert "s.jsonl:1" in str(info.value)
+
+
+def test_only_selects_scenarios_and_unknown_ids_are_named(tmp_path):
+    path = write(tmp_path / "s.jsonl", scenario("a"), scenario("b"))
+    assert [s.id for s in load_scenarios(path, ["b"])] == ["b"]
+    with pytest.raises(UsageError, match="nope"):
+        load_scenarios(path, ["nope"])
+
+
+def test_public_set_covers_the_four_kinds_of_feedback():
+    scenarios = load_scenarios(DEFAULT_SCENARIOS)
+    assert len(scenarios) >= 12
+    assert {s.category for s in scenarios} == {"format", "style", "convention", "tool-use"}
+    for s in scenarios:
+        assert len(s.train) >= 2 and len(s.eval) >= 3 and s.general, s.id
+        assert all(c.pass_regex for c in s.eval), f"{s.id}: every eval item must check correctness"
+
+
+COLLAPSED = ["", "NO", "YES", "15", "Paris", "- red\n- blue", '{"answer": "Tokyo"}',
+             '```python\ndef f(x: int) -> int:\n    """Do it."""\n    return x\n```',
+             '<tool name="read_file">\n<arg name="path">app.py</arg>\n</tool>',
+             '<tool name="run_tests">\n</tool>', '<tool name="grep">\n<arg name="pattern">x</arg>\n</tool>']
+
+
+@pytest.mark.parametrize("answer", COLLAPSED)
+def test_a_constant_answer_fails_every_public_scenario(answer):
+    """SDPO.md: a 135M model learned a format by answering NO to everything. Such a policy must not score."""
+    for s in load_scenarios(DEFAULT_SCENARIOS):
+        rate = sum(c.passes(answer) for c in s.eval) / len(s.eval)
+        assert rate < 1.0, f"{s.id}: the constant answer {answer!r} passes every eval item"
+
+
+def test_summary_means_ratios_and_general_change_by_hand():
+    def result(eval_, general):
+        return {"eval": eval_, "general": general, "train": None}
+    per = {"a": {"base": result(0.0, 1.0), "icl": result(0.5, 1.0), "sdpo": result(0.25, 0.5)},
+           "b": {"base": result(0.5, 1.0), "icl": result(1.0, 0.5), "sdpo": result(0.75, 1.0)}}
+    overall = summarize(per)
+    assert overall["methods"]["sdpo"]["eval"] == pytest.approx(0.5)
+    assert overall["methods"]["icl"]["eval"] == pytest.approx(0.75)
+    assert overall["sdpo_over_icl"] == pytest.approx(0.5 / 0.75)
+    assert overall["sdpo_gain_over_icl_gain"] == pytest.approx((0.5 - 0.25) / (0.75 - 0.25))
+    assert overall["methods"]["sdpo"]["general_change"] == pytest.approx(-0.25)
+    assert overall["methods"]["base"]["general_change"] == 0.0
+
+
+# ----------------------------------------------------------------------------- real model
+
+
+@pytest.fixture(scope="module")
+def learner(small_model):
+    from continualcode.evals.learning_methods import load_learner
+
+    return load_learner(small_model.name)
+
+
+@pytest.mark.slow
+def test_batched_generation_matches_one_prompt_at_a_time(learner):
+    """Left padding must not change an answer: greedy, alone vs. beside a longer prompt."""
+    from continualcode.learning.sampler import generate
+
+    short = [{"role": "user", "content": "What is the capital of France?"}]
+    long = [{"role": "user", "content": "Write a Python function add(a, b) that returns the sum, and explain it."}]
+    [[alone]] = generate(learner.model, learner.tokenizer, [short], max_new_tokens=10, temperature=0)
+    [[batched], _] = generate(learner.model, learner.tokenizer, [short, long], max_new_tokens=10, temperature=0)
+    assert batched.token_ids == alone.token_ids
+    assert len(alone.logprobs) == len(alone.token_ids) and all(lp <= 0 for lp in alone.logprobs)
+
+
+@pytest.mark.slow
+def test_sdpo_training_changes_the_weights_and_reset_restores_base(learner):
+    from continualcode.evals.learning_methods import TrainSettings, train_on_feedback
+    from continualcode.learning.lora import lora_parameters
+
+    before = {k: p.detach().clone() for k, p in lora_parameters(learner.model).items()}
+    items = [{"messages": [{"role": "user", "content": "What is 7 * 8?"}],
+              "feedback": "Answer with the number only.", "kind": "followup"}]
+    metrics = train_on_feedback(learner, items, "sdpo", TrainSettings(steps_per_feedback=2, learning_rate=1e-3,
+                                                                      max_new_tokens=12), seed=0)
+    assert metrics["steps"] == 2 and metrics["stepped"] == 2 and metrics["mean_advantage"] is not None
+    after = lora_parameters(learner.model)
+    assert any(not (after[k] == before[k]).all() for k in before)
+    learner.reset()
+    assert all((after[k] == before[k]).all() for k in before)
+
+
+@pytest.mark.slow
+def test_bench_cli_on_smollm2_prints_tables_and_json_from_real_checks(tmp_path, small_model, capsys):
+    france = [{"role": "user", "content": "What is the capital of France?"}]
+    path = write(tmp_path / "tiny.jsonl",
+                 {"id": "easy", "category": "format",
+                  "train": [{"messages": [{"role": "user", "content": "What is the capital of Italy?"}],
+                             "feedback": "One word only."}],
+                  "eval": [{"messages": france, "pass_regex": "Paris"},
+                           {"messages": france, "pass_regex": "ZZZ never written"}],
+                  "general": [{"messages": france, "fail_regex": "Paris"}]},
+                 {"id": "second", "train": [{"messages": france, "feedback": "Shorter.", "kind": "tool_error"}],
+                  "eval": [{"messages": france, "pass_regex": "(?i)paris"}]})
+    common = ["bench", "learn", "--model", small_model.name, "--scenarios", str(path), "--samples", "2",
+              "--max-new-tokens", "12", "--steps-per-feedback", "1", "--temperature", "0"]
+    assert main([*common, "--json", "--method", "base", "--method", "sdpo"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert set(report["scenarios"]) == {"easy", "second"}
+    base = report["scenarios"]["easy"]["base"]
+    # Greedy SmolLM2 says "The capital of France is Paris.": the real regexes decide.
+    assert base["eval_items"] == [1.0, 0.0] and base["eval"] == 0.5 and base["general_items"] == [0.0]
+    assert report["scenarios"]["second"]["base"]["general"] is None
+    sdpo = report["scenarios"]["easy"]["sdpo"]
+    assert sdpo["train"]["steps"] == 1 and sdpo["train"]["seconds"] > 0
+    assert set(report["overall"]["methods"]) == {"base", "sdpo"} and "sdpo_over_icl" not in report["overall"]
+
+    assert main([*common, "--only", "easy", "--method", "base", "--method", "icl"]) == 0
+    out = capsys.readouterr().out
+    assert "easy" in out and "overall" in out and "icl" in out and "sdpo ÷ icl" not in out
+
+
+def test_baseline_reuses_untrained_methods_only_when_sampled_the_same_way(tmp_path):
+    from continualcode.evals.learning_bench import reusable_results
+    from continualcode.evals.learning_methods import TrainSettings
+
+    scenarios = load_scenarios(write(tmp_path / "s.jsonl", scenario("a")))
+    settings = TrainSettings(steps_per_feedback=2, learning_rate=1e-4)
+    row = {"eval": 0.5, "general": None, "eval_items": [0.5], "general_items": [], "train": None}
+    earlier = {"model": "m", "settings": {"samples": 4, "seed": 0, "temperature": settings.temperature,
+                                          "max_new_tokens": settings.max_new_tokens},
+               "scenarios": {"a": {"base": row, "icl": row, "sdpo": row}}}
+    path = tmp_path / "earlier.json"
+    path.write_text(json.dumps(earlier))
+    reused = reusable_results(path, "m", scenarios, samples=4, seed=0, settings=settings)
+    assert set(reused["a"]) == {"base", "icl"}  # sdpo depends on lr and steps: never reused
+    with pytest.raises(UsageError, match="sampled differently"):
+        reusable_results(path, "m", scenarios, samples=2, seed=0, settings=settings)
+
+
+def test_markdown_has_a_row_per_scenario_and_the_overall_ratios():
+    from continualcode.evals.learning_tables import render_markdown
+
+    def result(eval_, general):
+        return {"eval": eval_, "general": general, "train": None}
+    per = {"a": {"base": result(0.0, 1.0), "icl": result(0.5, 1.0), "sdpo": result(0.25, 0.5)}}
+    text = render_markdown({"scenarios": per, "overall": summarize(per)})
+    assert "| a | 0.00 / 1.00 | 0.50 / 1.00 | 0.25 / 0.50 |" in text
+    assert "| Δ general vs base | +0.00 | +0.00 | -0.50 |" in text and "sdpo ÷ icl (eval): 0.50" in text
+
+
+def test_resume_keeps_finished_scenarios_and_refuses_other_settings(tmp_path, small_model, capsys):
+    france = [{"role": "user", "content": "What is the capital of France?"}]
+    path = write(tmp_path / "two.jsonl",
+                 {"id": "first", "train": [{"messages": france, "feedback": "One word."}],
+                  "eval": [{"messages": france, "pass_regex": "Paris"}]},
+                 {"id": "second", "train": [{"messages": france, "feedback": "One word."}],
+                  "eval": [{"messages": france, "pass_regex": "(?i)paris"}]})
+    out = tmp_path / "report.json"
+    common = ["bench", "learn", "--model", small_model.name, "--scenarios", str(path), "--samples", "1",
+              "--max-new-tokens", "8", "--temperature", "0", "--method", "base", "--out", str(out), "--json"]
+    assert main(common) == 0
+    first = json.loads(out.read_text())
+    assert set(first["scenarios"]) == {"first", "second"}
+    # An interrupted run: "second" never finished, and "first" carries a marker no real run writes.
+    first["scenarios"]["first"]["base"]["marker"] = "kept"
+    del first["scenarios"]["second"]
+    out.write_text(json.dumps(first))
+    capsys.readouterr()
+    assert main([*common, "--resume"]) == 0
+    resumed = json.loads(out.read_text())
+    assert resumed["scenarios"]["first"]["base"]["marker"] == "kept"
+    assert "marker" not in resumed["scenarios"]["second"]["base"]
+    assert resumed["scenarios"]["second"]["base"]["eval_items"] == [1.0]
+    capsys.readouterr()
+    assert main([*common, "--resume", "--samples", "2"]) != 0
+    assert "other settings" in capsys.readouterr().err
+    assert json.loads(out.read_text()) == resumed  # the refused run wrote nothing
+    assert main(["bench", "learn", "--model", small_model.name, "--scenarios", str(path), "--resume"]) != 0
+    assert "needs --out" in capsys.readouterr().err
+
+
+def test_learn_table_combines_reports_and_adds_labelled_columns():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("learn_table", Path(__file__).parents[2] / "bench" / "learn_table.py")
+    learn_table = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(learn_table)
+
+    def report(methods: dict, **settings) -> dict:
+        sampled = {"samples": 2, "seed": 0, "temperature": 0.3, "max_new_tokens": 80, **settings}
+        return {"model": "m", "settings": sampled,
+                "scenarios": {"a": {m: {"eval": e, "general": g, "train": None} for m, (e, g) in methods.items()}}}
+    first = report({"base": (0.0, 1.0), "icl": (0.5, 0.5), "sdpo": (0.25, 0.75)})
+    tuned = report({"sdpo": (0.5, 1.0)})
+    variant = report({"sdpo": (0.75, 0.25)})
+    combined = learn_table.combine([first, tuned], {"sdpo other": variant})
+    methods = combined["overall"]["methods"]
+    assert list(methods) == ["base", "icl", "sdpo", "sdpo other"]  # the label after the four methods
+    assert methods["sdpo"]["eval"] == 0.5 and methods["sdpo other"]["general_change"] == -0.75
+    assert "| a | 0.00 / 1.00 | 0.50 / 0.50 | 0.50 / 1.00 | 0.75 / 0.25 |" in learn_table.render_markdown(combined)
+    with pytest.raises(SystemExit, match="sampled differently"):
+        learn_table.combine([first, report({"sdpo": (1.0, 1.0)}, samples=4)])
