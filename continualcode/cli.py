@@ -27,7 +27,7 @@ from continualcode.config import (
 )
 from continualcode.engines.base import EngineError
 from continualcode.models import ModelError
-from continualcode.paths import find_repo_root
+from continualcode.paths import find_repo_root, repo_config_path
 
 
 def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
@@ -95,6 +95,8 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
               "attempt one task in a scratch copy until --check passes, learning between attempts"),
     "report": ("continualcode.commands.report:register_report", "continualcode.commands.report:cmd_report",
                "learning curves from the store: loss, advantage, gate scores, feedback (--out FILE.png)"),
+    "trust": ("continualcode.commands.trust:register_trust", "continualcode.commands.trust:cmd_trust",
+              "let this repository's .continualcode/config.toml name commands (test, lint, vllm) and env_allow"),
 }
 
 
@@ -121,6 +123,10 @@ def main(argv: list[str] | None = None) -> int:
         if not repo.is_dir():
             raise UsageError(f"--repo {repo}: not a directory")
         settings = settings_from_args(args, repo)
+        if settings.ignored_repo_keys and args.command != "trust":
+            print(f"continualcode: ignoring {', '.join(settings.ignored_repo_keys)} in {repo_config_path(repo)}: "
+                  "a repository's config may name commands only once you trust it (`continualcode trust`)",
+                  file=sys.stderr)
         if args.command and args.print is not None:
             raise UsageError(f"-p runs a task headlessly; it cannot be combined with the {args.command!r} command")
         if args.command:  # subcommands own their flags (several take --json)

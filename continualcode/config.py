@@ -3,16 +3,28 @@
 
 Every setting is one field of `Settings`, documented where it is defined, so
 `--help`, the docs and the config files name the same keys.
+
+Trust rule. A repository's config file arrives with `git clone`: a hostile
+repo could commit one that names a command to run or a server to send the
+conversation to. So the keys in `TRUSTED_ONLY` (commands, the vLLM server,
+environment passed to commands) are taken from the user's own config and from
+flags, and from a repo config only after the user has trusted that file's
+exact content (`continualcode trust`, which records its sha256 in the user's
+config directory; any later change to the file needs trusting again). Other
+keys (model, temperature, ...) are always read from the repo config.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import tomllib
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from continualcode.atomic import atomic_write
 from continualcode.models import DEFAULT_MODEL
 from continualcode.paths import repo_config_path
 
@@ -65,15 +77,55 @@ class Settings:
     """Commit the agent's edits with a message naming the adapter version."""
     max_turns: int = 20
     """Agent steps (model replies) per user request."""
+    ignored_repo_keys: tuple[str, ...] = field(default=(), metadata={"internal": True})
+    """Not a setting: the TRUSTED_ONLY keys an untrusted repo config set and that were ignored."""
 
 
 DEFAULTS = Settings()
-KEYS = {f.name for f in fields(Settings)}
+KEYS = {f.name for f in fields(Settings) if not f.metadata.get("internal")}
+TRUSTED_ONLY = ("test_command", "lint_command", "vllm_command", "vllm_url", "env_allow")
+"""Keys a repo config may set only once the user trusted that file (see the module docstring)."""
 
 
 def user_config_path() -> Path:
     base = os.environ.get("XDG_CONFIG_HOME") or Path.home() / ".config"
     return Path(base) / "continualcode" / "config.toml"
+
+
+def trusted_configs_path() -> Path:
+    """{repo config path: sha256 of the content the user trusted}; in the user's config directory."""
+    return user_config_path().with_name("trusted-repo-configs.json")
+
+
+def config_digest(path: Path) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def _trusted() -> dict[str, str]:
+    try:
+        data = json.loads(trusted_configs_path().read_text())
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def is_trusted(path: Path) -> bool:
+    """Has the user trusted exactly this content of this repo config file?"""
+    path = Path(path).resolve()
+    return path.is_file() and _trusted().get(str(path)) == config_digest(path)
+
+
+def set_trusted(path: Path, trusted: bool = True) -> None:
+    """Record (or forget) the current content of a repo config file as trusted."""
+    path = Path(path).resolve()
+    records = _trusted()
+    if trusted:
+        records[str(path)] = config_digest(path)
+    else:
+        records.pop(str(path), None)
+    target = trusted_configs_path()
+    target.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write(target, json.dumps(records, indent=2, sort_keys=True).encode(), mode=0o600)
 
 
 
@@ -104,14 +156,22 @@ def _check_types(values: dict[str, Any], source: str) -> None:
 
 
 def load_settings(repo: Path, flags: dict[str, Any] | None = None) -> Settings:
-    """Merge defaults < user config < repo config < flags (flags set to None are unset)."""
+    """Merge defaults < user config < repo config < flags (flags set to None are unset).
+
+    TRUSTED_ONLY keys of an untrusted repo config are dropped and listed in
+    ``Settings.ignored_repo_keys`` (the CLI warns; /status shows them).
+    """
     merged: dict[str, Any] = {}
+    ignored: list[str] = []
     for path in (user_config_path(), repo_config_path(repo)):
         values = _read_toml(path)
         _check_types(values, str(path))
+        if path != user_config_path() and values and not is_trusted(path):
+            ignored = sorted(key for key in values if key in TRUSTED_ONLY)
+            values = {key: value for key, value in values.items() if key not in TRUSTED_ONLY}
         merged.update(values)
     for key, value in (flags or {}).items():
         if key in KEYS and value is not None:
             merged[key] = value
     _check_types(merged, "flags")
-    return Settings(**merged)
+    return Settings(**merged, ignored_repo_keys=tuple(ignored))

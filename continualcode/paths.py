@@ -62,6 +62,11 @@ def history_path(repo: Path | str) -> Path:
     return Path(repo) / STORE_DIR / "history"
 
 
+def log_path(repo: Path | str) -> Path:
+    """Library warnings and background work (model loading, training) of interactive sessions."""
+    return Path(repo) / STORE_DIR / "log"
+
+
 def solve_dir(repo: Path | str) -> Path:
     """Unapplied `solve` patches."""
     return Path(repo) / STORE_DIR / "solve"

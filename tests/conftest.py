@@ -13,6 +13,22 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 SMALL_MODEL = "smollm2-135m"
 
 
+@pytest.fixture(autouse=True)
+def user_config_home(tmp_path_factory, monkeypatch) -> Path:
+    """Every test gets its own empty user config directory (and trusted-config record)."""
+    home = tmp_path_factory.mktemp("xdg-config")
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(home))
+    return home
+
+
+def trust_repo_config(repo: Path) -> None:
+    """What `continualcode trust --yes` does: let the test repo's config name its test command."""
+    from continualcode.config import set_trusted
+    from continualcode.paths import repo_config_path
+
+    set_trusted(repo_config_path(repo))
+
+
 @pytest.fixture
 def git_repo(tmp_path: Path) -> Path:
     """A real git repository with one committed file."""

@@ -10,7 +10,6 @@ import argparse
 import time
 from pathlib import Path
 
-from rich.console import Console
 from rich.table import Table
 
 from continualcode.adapters.diff import diff_versions
@@ -27,6 +26,7 @@ from continualcode.ui.adapter_view import (
     versions_rows,
     versions_table,
 )
+from continualcode.ui.console import SafeConsole
 
 
 def register_adapters(p: argparse.ArgumentParser) -> None:
@@ -50,7 +50,7 @@ def _need(args, count: int, usage: str) -> list[str]:
 def cmd_adapters(args: argparse.Namespace, settings: Settings) -> int:
     repo = _repo(args)
     registry = AdapterRegistry.for_repo(repo)
-    console = Console()
+    console = SafeConsole()
     try:
         if args.action == "list":
             _need(args, 0, "list")

@@ -5,8 +5,6 @@ from __future__ import annotations
 import argparse
 import sys
 
-from rich.console import Console
-
 from continualcode.adapters.registry import AdapterRegistry
 from continualcode.commands.common import print_json, repo_of
 from continualcode.config import EXIT_FAILED, EXIT_OK, EXIT_USAGE
@@ -21,6 +19,7 @@ from continualcode.learning.credit import (
 from continualcode.models import resolve
 from continualcode.paths import store_path
 from continualcode.store.db import Store
+from continualcode.ui.console import SafeConsole
 from continualcode.ui.credit_view import render_credit
 
 
@@ -53,7 +52,7 @@ def cmd_credit(args: argparse.Namespace, settings) -> int:
     if args.credit_json:
         print_json(view.to_json())
     else:
-        Console(highlight=False).print(render_credit(view))
+        SafeConsole().print(render_credit(view))
     return EXIT_OK
 
 

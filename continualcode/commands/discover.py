@@ -21,6 +21,7 @@ from continualcode.evals.discovery import (
 )
 from continualcode.evals.humaneval import ProblemError, select
 from continualcode.learning.task_adapter import TaskAdapter
+from continualcode.ui.console import SafeConsole
 
 
 def register_arguments(p: argparse.ArgumentParser) -> None:
@@ -51,12 +52,11 @@ def register_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def cmd_discover(args: argparse.Namespace, settings) -> int:
-    from rich.console import Console
-
+    
     from continualcode.config import UsageError
     from continualcode.evals.discovery_report import plot, summarize, summary_table
 
-    console = Console(stderr=True, highlight=False)
+    console = SafeConsole(stderr=True)
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
     unknown = [m for m in methods if m not in METHODS]
     if unknown or not methods:
@@ -122,7 +122,7 @@ def cmd_discover(args: argparse.Namespace, settings) -> int:
     if args.json:
         print(json.dumps(summary, indent=2))
     else:
-        Console().print(summary_table(summary))
+        SafeConsole().print(summary_table(summary))
     return 0
 
 

@@ -23,8 +23,11 @@ def register_hook(p: argparse.ArgumentParser) -> None:
     p.add_argument("--force", action="store_true", help="install: replace a hook continualcode did not write "
                    "(it is backed up)")
     p.add_argument("--chain", action="store_true", help="install: keep the existing hook and run it first")
+    p.add_argument("--shared-hooks-path", action="store_true",
+                   help="install: write into a core.hooksPath set globally (every repository's commits run it)")
     p.add_argument("--fix", action="store_true", help="on failure let the agent fix it headlessly, then re-check "
-                   "(install: the hook does this on every commit)")
+                   "(install: the hook does this on every commit). It may write files and run the tests "
+                   "unattended, which runs any code it writes")
 
 
 def cmd_hook(args: argparse.Namespace, settings: Settings) -> int:
@@ -44,7 +47,8 @@ def cmd_hook(args: argparse.Namespace, settings: Settings) -> int:
         print(f"removed continualcode's hook from {removed.path}"
               + (f"; restored the earlier hook from {removed.restored.name}" if removed.restored else ""))
         return 0
-    installed = install_hook(repo, args.kind, force=args.force, chain=args.chain, fix=args.fix)
+    installed = install_hook(repo, args.kind, force=args.force, chain=args.chain, fix=args.fix,
+                             shared=args.shared_hooks_path)
     print(f"installed {installed.path}" + (f" (runs {installed.chained.name} first)" if installed.chained else "")
           + (f"; the previous hook is saved as {installed.backup.name}" if installed.backup else ""))
     return 0

@@ -5,8 +5,6 @@ from __future__ import annotations
 import argparse
 import json
 
-from rich.console import Console
-
 from continualcode.adapters.registry import AdapterRegistry
 from continualcode.commands.common import repo_of
 from continualcode.config import Settings, UsageError
@@ -14,6 +12,7 @@ from continualcode.engines.factory import make_engine, serve_live
 from continualcode.paths import adapters_dir
 from continualcode.solve.solver import SolveOutcome, add_arguments, run_solve
 from continualcode.store.db import Store
+from continualcode.ui.console import SafeConsole
 from continualcode.ui.solve_view import TerminalUI, summary
 
 
@@ -28,7 +27,7 @@ def cmd_solve(args: argparse.Namespace, settings: Settings) -> int:
     if args.budget < 1:
         raise UsageError("--budget must be at least 1")
     repo = repo_of(args)
-    console = Console(stderr=True, highlight=False)
+    console = SafeConsole(stderr=True)
     engine = make_engine(settings, repo)
     # Read the registry only if it exists: a solve writes nothing of the user's until they choose.
     registry = AdapterRegistry.for_repo(repo) if adapters_dir(repo).is_dir() else None

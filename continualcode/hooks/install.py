@@ -8,7 +8,12 @@ keeps it beside ours and runs it first; `--force` moves it to a backup name.
 `hook uninstall` removes only a hook continualcode wrote, and puts back the hook
 that was there before it (the chained one, else the latest backup).
 Hooks go where git looks for them (`git rev-parse --git-path hooks`: honours
-core.hooksPath and worktrees).
+core.hooksPath and worktrees), with two refusals: a `core.hooksPath` set outside
+this repository's own config (globally, or by the system) names a directory
+every repository shares, so installing there would run continualcode's checks
+on commits of unrelated repositories (`--shared-hooks-path` says that is
+intended); and a hooks path that is not a directory (`/dev/null`, the usual way
+to turn hooks off) is reported as such.
 """
 
 from __future__ import annotations
@@ -41,9 +46,20 @@ class Installed:
     backup: Path | None = None
 
 
-def hooks_dir(repo: Path) -> Path:
-    """Where git looks for hooks (honours core.hooksPath and worktrees)."""
-    return (repo / _git(repo, "rev-parse", "--git-path", "hooks").stdout.strip()).resolve()
+def hooks_dir(repo: Path, *, shared: bool = False) -> Path:
+    """Where git looks for hooks (honours core.hooksPath and worktrees); see the module docstring."""
+    directory = (repo / _git(repo, "rev-parse", "--git-path", "hooks").stdout.strip()).resolve()
+    configured = _config(repo, "--get", "core.hooksPath")
+    if configured and _config(repo, "--local", "--get", "core.hooksPath") != configured and not shared:
+        raise HookError(
+            f"core.hooksPath is set outside this repository (to {configured}): a hooks directory every repository "
+            "shares, so the hook would run on commits of unrelated repositories. Give this repository its own: "
+            f"`git -C {repo} config --local core.hooksPath .git/hooks`, or pass --shared-hooks-path if that "
+            "is what you want")
+    if directory.exists() and not directory.is_dir():
+        raise HookError(f"core.hooksPath is {configured or directory}, which is not a directory (hooks are turned "
+                        "off that way); point it at a directory to install a hook")
+    return directory
 
 
 def hook_script(kind: str, python: str, *, chained: bool, fix: bool) -> str:
@@ -56,9 +72,9 @@ def hook_script(kind: str, python: str, *, chained: bool, fix: bool) -> str:
 
 
 def install_hook(repo: Path, kind: str = "pre-commit", *, force: bool = False, chain: bool = False,
-                 fix: bool = False, python: str | None = None) -> Installed:
+                 fix: bool = False, python: str | None = None, shared: bool = False) -> Installed:
     """Write the hook; a hook continualcode did not write is kept unless --force or --chain."""
-    directory, path, chained_path = _hook_paths(repo, kind)
+    directory, path, chained_path = _hook_paths(repo, kind, shared=shared)
     directory.mkdir(parents=True, exist_ok=True)
     installed = Installed(path)
     if path.exists() and not _is_ours(path):
@@ -112,11 +128,11 @@ def _latest_backup(directory: Path, kind: str) -> Path | None:
     return numbered[-1] if numbered else (first if first.exists() else None)
 
 
-def _hook_paths(repo: Path, kind: str) -> tuple[Path, Path, Path]:
+def _hook_paths(repo: Path, kind: str, *, shared: bool = True) -> tuple[Path, Path, Path]:
     """(hooks directory, the hook, the chained earlier hook) for a known hook kind."""
     if kind not in HOOK_KINDS:
         raise HookError(f"unknown hook {kind!r}; hooks: {', '.join(HOOK_KINDS)}")
-    directory = hooks_dir(repo)
+    directory = hooks_dir(repo, shared=shared)
     return directory, directory / kind, directory / f"{kind}{CHAINED_SUFFIX}"
 
 
@@ -129,6 +145,11 @@ def _free_name(path: Path) -> Path:
     while candidate.exists():
         candidate, n = path.with_name(f"{path.name}.{n}"), n + 1
     return candidate
+
+
+def _config(repo: Path, *args: str) -> str | None:
+    done = subprocess.run(["git", "config", *args], cwd=repo, capture_output=True, text=True)
+    return done.stdout.strip() or None if done.returncode == 0 else None
 
 
 def _git(repo: Path, *args: str) -> subprocess.CompletedProcess:

@@ -20,8 +20,8 @@ is what it runs:
    it (a reprompt training example, trained by the next session's trainer); a
    pass records "hook_pass" and offers the passing turn as the solution s of
    earlier hook failures on the same paths.
-4. With `--fix`, the agent runs headlessly (may edit, write and run tests) to
-   fix the failure; the files it changed are staged when the user had no
+4. With `--fix`, the agent runs headlessly (may edit, write and run tests —
+   which can run any code it writes, so it is opt-in) to fix the failure; the files it changed are staged when the user had no
    unstaged edits in them, and the checks run again.
 
 Exit 0 when the checks pass, 1 when they fail (git then refuses the commit),
@@ -57,7 +57,9 @@ from continualcode.hooks.outcome import (
 )
 
 FIX_TOOLS = ("write_file", "edit", "run_tests")
-"""What the agent may do unattended under `--fix`; bash stays refused."""
+"""What the agent may do unattended under `--fix`. The bash tool stays refused, but this is not a
+sandbox: `write_file` + `run_tests` can run any code the model writes (a test file is code), with your
+permissions, unattended. `--fix` is opt-in for that reason (README, "Security")."""
 
 
 # -- checks on the staged tree -------------------------------------------------

@@ -45,6 +45,8 @@ class TrainerStatus:
     last_error: str | None
     steps_done: int
     recent_losses: list[float] = field(default_factory=list)
+    phase: str = "idle"
+    """What the thread is doing now: idle, loading the model, training, the gate (with the example ids)."""
 
 
 class Trainer:
@@ -83,6 +85,7 @@ class Trainer:
         self.last_error: str | None = None
         self.steps_done = 0
         self.recent_losses: list[float] = []
+        self.phase = "idle"
 
     # -- lifecycle -----------------------------------------------------------
     def start(self) -> None:
@@ -117,7 +120,7 @@ class Trainer:
             queue=self.store.queue_length(),
             live_version=live.version if live else None,
             last_metrics=self.last_metrics, last_error=self.last_error,
-            steps_done=self.steps_done, recent_losses=list(self.recent_losses[-20:]),
+            steps_done=self.steps_done, recent_losses=list(self.recent_losses[-20:]), phase=self.phase,
         )
 
     def _run(self) -> None:
@@ -148,11 +151,14 @@ class Trainer:
             try:
                 learner = self.ensure_learner()
                 examples = [training_example(row, learner.tokenizer) for row in rows]
+                self.phase = f"training example(s) {ids}"
                 return self._learn(ids, examples)
             except Exception as exc:  # one bad batch must not stop the thread; /status shows it
                 self.last_error = f"batch {ids}: {type(exc).__name__}: {exc}"
                 self.store.mark_examples(ids, "failed", error=traceback.format_exc(limit=3))
                 return {"examples": ids, "error": self.last_error}
+            finally:
+                self.phase = "idle"
 
     def _learn(self, ids: list[int], examples: list) -> dict:
         summary = self.learner.learn(examples, self.steps_per_feedback)
@@ -179,6 +185,7 @@ class Trainer:
     def _promote(self, version: str) -> dict:
         decision = {"decision": "promoted", "reason": "gate off", "scores": {}}
         if self.gate is not None:
+            self.phase = f"scoring {version} with the promotion gate"
             decision = self.gate(self, version)
         self.registry.set_promotion(version, decision["decision"], decision["reason"], decision.get("scores", {}))
         self.store.add_adapter_event(version, decision["decision"], decision)
@@ -213,6 +220,7 @@ class Trainer:
         if self.learner is None:
             from continualcode.learning.learner import Learner
 
+            self.phase = f"loading {self.resolved.name} for training"
             kwargs = {} if self.divergence_limit is None else {"divergence_limit": self.divergence_limit}
             self.learner = Learner.load(self.resolved, self.preset, config=self.config, dtype=self.dtype, **kwargs)
         if self.loaded_version is UNLOADED or self.loaded_version != live_name:

@@ -10,6 +10,7 @@ from continualcode.engines.base import SamplingParams
 from continualcode.engines.factory import serve_version
 from continualcode.learning.probes import DEFAULT_PROBES
 from continualcode.store.db import Store
+from continualcode.ui.console import plain
 
 
 def versions_rows(registry: AdapterRegistry) -> list[dict]:
@@ -20,11 +21,9 @@ def versions_table(registry: AdapterRegistry) -> Table:
     table = Table("", "version", "parent", "created", "commit", "examples", "gate")
     rows = versions_rows(registry)
     for r in rows:
-        gate = r["decision"] or ""
-        if r["reason"]:
-            gate += f" ({r['reason']})"
+        gate = plain((r["decision"] or "") + (f" ({r['reason']})" if r["reason"] else ""))
         if r["corrupt"]:
-            gate = f"[red]corrupt: {r['corrupt']}[/red]"
+            gate = plain(f"corrupt: {r['corrupt']}", "red")
         table.add_row("*" if r["live"] else "", r["version"], r["parent"] or "base", str(r["created"])[:19],
                       (r["commit"] or "")[:10], str(r["n_examples"]), gate)
     if not rows:
@@ -43,7 +42,7 @@ def diff_table(registry: AdapterRegistry, store, a: str, b: str) -> Table:
         for example_id in list(ids)[:5]:
             row = store.example(example_id) if store is not None else None
             texts.append(f"#{example_id} " + ((row or {}).get("f") or "")[:80].replace("\n", " "))
-        table.add_row(side, "\n".join(texts) or "-")
+        table.add_row(side, plain("\n".join(texts) or "-"))
     return table
 
 
@@ -77,5 +76,5 @@ def probe_answers(engine, registry: AdapterRegistry, a: str, b: str, prompts: li
 def probe_table(probes: list[dict], a: str, b: str) -> Table:
     table = Table("prompt", a, b, title="probe answers", show_lines=True)
     for row in probes:
-        table.add_row(row["prompt"], row[a], row[b])
+        table.add_row(plain(row["prompt"]), plain(row[a]), plain(row[b]))
     return table

@@ -11,6 +11,7 @@ from rich.table import Table
 from rich.text import Text
 
 from continualcode.learning.credit import NEUTRAL_BAND, CreditView, TokenCredit
+from continualcode.ui.console import visible
 
 if TYPE_CHECKING:
     pass
@@ -38,7 +39,7 @@ def credit_text(view: CreditView, band: float = NEUTRAL_BAND, selected: int | No
     """
     text = Text()
     for token in view.tokens:
-        piece = token.text
+        piece = visible(token.text)
         style = advantage_style(token.advantage, band)
         if token.position == selected:
             style = (style + " reverse").strip()

@@ -4,6 +4,11 @@ Enter sends; Esc-Enter (or Alt-Enter) inserts a newline; Tab completes slash
 commands; Ctrl-C stops a generation without ending the session; Ctrl-D exits.
 Approval prompts offer: yes, always (this tool, this session), no (with a
 reason), or edit the arguments.
+
+Everything printed goes through the display layer (`continualcode.ui.console`):
+the approval box shows the exact argument text that will run, whatever
+brackets, escape sequences or control characters the model put in it.
+Library warnings and the trainer's model loading go to `.continualcode/log`.
 """
 
 from __future__ import annotations
@@ -19,10 +24,13 @@ from prompt_toolkit.key_binding import KeyBindings
 from rich.console import Console
 from rich.panel import Panel
 from rich.syntax import Syntax
+from rich.text import Text
 
 from continualcode.agent.loop import AgentEvents, Decision
 from continualcode.agent.tool_calls import ToolCall
 from continualcode.config import Settings
+from continualcode.paths import history_path, log_path, state_dir
+from continualcode.ui.console import SafeConsole, plain, route_library_output, visible
 from continualcode.ui.slash import SLASH_COMMANDS, QuitRequested, SlashError, run_slash
 
 
@@ -33,21 +41,21 @@ class ConsoleEvents(AgentEvents):
         self.console = console
 
     def on_text(self, piece: str) -> None:
-        self.console.print(piece, end="", markup=False, highlight=False, soft_wrap=True)
+        self.console.print(plain(piece), end="", soft_wrap=True)
 
     def on_reply(self, completion, message_id: int) -> None:
         self.console.print()
         if completion.finish_reason == "cancelled":
-            self.console.print("[yellow](stopped)[/yellow]")
+            self.console.print(Text("(stopped)", "yellow"))
 
     def on_tool_result(self, call: ToolCall, result, decision: str) -> None:
         style = "green" if result.ok else "red"
         output = result.output if len(result.output) < 3000 else result.output[:3000] + "\n…"
-        self.console.print(Panel(output or "(no output)", title=f"{call.name} · {decision}",
+        self.console.print(Panel(plain(output or "(no output)"), title=plain(f"{call.name} · {decision}"),
                                  border_style=style, expand=False))
 
     def on_notice(self, text: str) -> None:
-        self.console.print(f"[dim]{text}[/dim]")
+        self.console.print(plain(text, "dim"))
 
 
 class PromptApprover:
@@ -57,8 +65,7 @@ class PromptApprover:
         self.prompt, self.console = prompt, console
 
     def approve(self, call: ToolCall, preview: str) -> Decision:
-        self.console.print(Panel(Syntax(preview, "diff", word_wrap=True) if preview.startswith(("---", "@@"))
-                                 else preview, title=f"{call.name}?", border_style="yellow", expand=False))
+        self.console.print(approval_box(call, preview))
         while True:
             answer = self.prompt.prompt("allow? [y]es / [a]lways / [n]o / [e]dit: ").strip().lower()
             if answer in {"y", "yes"}:
@@ -76,6 +83,15 @@ class PromptApprover:
             self.console.print("answer y, a, n or e")
 
 
+def approval_box(call: ToolCall, preview: str) -> Panel:
+    """What will run, exactly: a diff (coloured by line, never by its content) or the literal text."""
+    if preview.startswith(("---", "@@", "new file")):
+        body = Syntax(visible(preview), "diff", word_wrap=True)
+    else:
+        body = plain(preview)
+    return Panel(body, title=plain(f"{call.name}?"), border_style="yellow", expand=False)
+
+
 def _bindings() -> KeyBindings:
     keys = KeyBindings()
 
@@ -86,12 +102,6 @@ def _bindings() -> KeyBindings:
     return keys
 
 
-def history_path(repo: Path) -> Path:
-    path = repo / ".continualcode" / "history"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    return path
-
-
 def run_repl(repo: Path, settings: Settings, *, resume: str | None = None, tui: bool = False) -> int:
     if tui:
         from continualcode.ui.tui import run_tui
@@ -99,12 +109,15 @@ def run_repl(repo: Path, settings: Settings, *, resume: str | None = None, tui: 
         return run_tui(repo, settings, resume=resume)
     from continualcode.session import open_session
 
-    console = Console(highlight=False)
+    console = SafeConsole()
+    state_dir(repo)
+    route_library_output(log_path(repo))
     prompt = PromptSession(history=FileHistory(str(history_path(repo))),
                            completer=WordCompleter(list(SLASH_COMMANDS), sentence=True),
                            key_bindings=_bindings(), multiline=False)
-    console.print(f"[bold]continualcode[/bold] · {settings.model} · {settings.engine} engine · loading…")
+    console.print(Text("continualcode", "bold") + plain(f" · {settings.model} · {settings.engine} engine · loading…"))
     session = open_session(repo, settings, PromptApprover(prompt, console), ConsoleEvents(console), resume=resume)
+    route_library_output(log_path(repo))  # again: transformers is imported now
     console.print(f"ready in {repo} · adapter {session.engine.adapter_version or 'base'} · "
                   f"learning {'on' if session.trainer else 'off'} · /help for commands")
     try:
@@ -123,14 +136,14 @@ def run_repl(repo: Path, settings: Settings, *, resume: str | None = None, tui: 
                 except QuitRequested:
                     break
                 except SlashError as exc:
-                    console.print(f"[red]{exc}[/red]")
+                    console.print(plain(str(exc), "red"))
                     continue
                 if output is not None:
                     console.print(output)
                 continue
             _ask(session, line, console)
     finally:
-        console.print("[dim]saving and stopping the trainer…[/dim]")
+        console.print(Text("saving and stopping the trainer…", "dim"))
         session.close()
     return 0
 
@@ -150,6 +163,6 @@ def _ask(session, line: str, console: Console) -> None:
     finally:
         signal.signal(signal.SIGINT, previous)
     if result.stop_reason not in {"answered", "cancelled"}:
-        console.print(f"[dim]({result.stop_reason})[/dim]")
+        console.print(Text(f"({result.stop_reason})", "dim"))
     if result.examples:
-        console.print(f"[dim]{len(result.examples)} feedback example(s) queued for training[/dim]")
+        console.print(Text(f"{len(result.examples)} feedback example(s) queued for training", "dim"))

@@ -12,13 +12,14 @@ import shlex
 from dataclasses import dataclass
 from typing import Callable
 
-from rich.console import Console
 from rich.table import Table
 
 from continualcode.adapters.registry import AdapterError
 from continualcode.agent.file_history import UndoRefused
 from continualcode.engines.factory import serve_version
+from continualcode.paths import log_path
 from continualcode.session import Session
+from continualcode.ui.console import SafeConsole, plain
 
 
 class QuitRequested(Exception):
@@ -46,7 +47,7 @@ def cmd_help(session: Session, arg: str):
 
 def cmd_status(session: Session, arg: str):
     table = Table(show_header=False, box=None)
-    table.add_row("repo", str(session.repo))
+    table.add_row("repo", plain(str(session.repo)))
     table.add_row("model", f"{session.settings.model} ({session.settings.engine} engine)")
     table.add_row("session", str(session.session_id))
     table.add_row("serving adapter", session.engine.adapter_version or "base")
@@ -54,18 +55,20 @@ def cmd_status(session: Session, arg: str):
     if session.trainer is None:
         table.add_row("learning", "off" if not session.settings.learn else "no trainer for this engine")
         table.add_row("queue", str(session.store.queue_length()))
+        table.add_row("log", plain(str(log_path(session.repo))))
         return table
     status = session.trainer.status()
-    table.add_row("trainer", "running" if status.running else "stopped")
+    table.add_row("trainer", plain(f"running · {status.phase}" if status.running else "stopped"))
     table.add_row("queue", f"{status.queue} pending example(s)")
     table.add_row("live version", status.live_version or "base")
     if status.last_metrics:
         m = status.last_metrics
-        table.add_row("last step", f"{m.get('version')}: loss {m['loss']:.4f}, divergence {m['divergence']:.4f}, "
+        table.add_row("last step", plain(f"{m.get('version')}: loss {m['loss']:.4f}, divergence {m['divergence']:.4f}, "
                       f"advantage {m['advantage']:+.3f}, {m['steps']} step(s) in {m['seconds']:.1f}s, "
-                      f"{m.get('decision', '')} {m.get('reason', '')}".rstrip())
+                      f"{m.get('decision', '')} {m.get('reason', '')}".rstrip()))
     if status.last_error:
-        table.add_row("last error", status.last_error)
+        table.add_row("last error", plain(status.last_error))
+    table.add_row("log", plain(str(log_path(session.repo))))
     return table
 
 
@@ -98,7 +101,7 @@ def cmd_resume(session: Session, arg: str):
         table = Table("id", "started", "messages", "first prompt")
         for row in session.store.list_sessions()[:20]:
             table.add_row(str(row["id"]), str(row["created"])[:19], str(row.get("messages", "")),
-                          (row.get("title") or "")[:60])
+                          plain((row.get("title") or "")[:60]))
         return table
     try:
         target = session.store.session(int(arg.strip()))
@@ -229,7 +232,7 @@ def cmd_solve(session: Session, arg: str, ui=None):
         raise SlashError("--budget must be at least 1")
     session.sync_live()
     report, _ = run_solve(session.repo, session.settings, args, session.engine, session.registry,
-                          ui or TerminalUI(Console(highlight=False)), user_store=lambda: session.store)
+                          ui or TerminalUI(SafeConsole()), user_store=lambda: session.store)
     session.sync_live()
     return summary(SolveOutcome.from_json(report), report)
 

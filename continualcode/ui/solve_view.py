@@ -14,6 +14,7 @@ from rich.text import Text
 
 from continualcode.agent.tool_calls import ToolCall
 from continualcode.solve.solver import AttemptReport, SolveEvents, SolveOutcome
+from continualcode.ui.console import plain, visible
 
 
 class ProgressLines(SolveEvents):
@@ -52,19 +53,19 @@ class ProgressLines(SolveEvents):
     def on_tool(self, call: ToolCall, ok: bool, output: str) -> None:
         target = call.args.get("path") or call.args.get("command") or ""
         mark = "[green]ok[/green]" if ok else "[red]failed[/red]"
-        self.emit(Text.from_markup(f"  · {escape(call.name)} {escape(target[:60])} {mark}"))
+        self.emit(Text.from_markup(f"  · {escape(call.name)} {escape(visible(target[:60]))} {mark}"))
         self.working(f"attempt {self._attempt}/{self._budget}: the agent is working")
 
     def on_check(self, attempt: AttemptReport) -> None:
         if attempt.passed:
             self.emit(Text.from_markup(f"  check [bold green]PASSED[/bold green] · {attempt.seconds:.1f} s · "
-                                       f"changed {escape(', '.join(attempt.changed_files) or 'nothing')}"))
+                                       f"changed {escape(visible(', '.join(attempt.changed_files) or 'nothing'))}"))
             return
         tail = "\n".join(attempt.check_output.strip().splitlines()[-6:])
         self.emit(Text.from_markup(f"  check [bold red]FAILED[/bold red] (exit {attempt.exit_code}) · "
                                    f"{attempt.seconds:.1f} s · {len(attempt.tool_calls)} tool call(s)"))
         if tail:
-            self.emit(Panel(Text(tail), border_style="red", expand=False))
+            self.emit(Panel(plain(tail), border_style="red", expand=False))
 
     def on_learn_start(self, number: int, turns: int) -> None:
         self.working(f"SDPO steps on attempt {number}'s {turns} turn(s)")

@@ -19,7 +19,6 @@ from __future__ import annotations
 import threading
 from pathlib import Path
 
-from rich.text import Text
 from textual.app import App, ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
@@ -30,6 +29,8 @@ from textual.widgets import Footer, Header, Label, Static
 from continualcode.agent.loop import Decision
 from continualcode.agent.tool_calls import ToolCall
 from continualcode.config import Settings
+from continualcode.paths import log_path, state_dir
+from continualcode.ui.console import plain, route_library_output
 from continualcode.ui.slash import (
     SLASH_COMMANDS,
     QuitRequested,
@@ -109,6 +110,7 @@ class ContinualCodeApp(App):
         except Exception as exc:  # shown, not raised: the user can read it and quit
             self.from_thread(self.say, f"cannot open the session: {type(exc).__name__}: {exc}", "error")
             return
+        route_library_output(log_path(self.repo))  # again, now that the engine imported transformers
         self.from_thread(self._session_ready, session)
 
     def _session_ready(self, session) -> None:
@@ -252,7 +254,7 @@ class ContinualCodeApp(App):
             if self.session.session_id != conversation:  # /clear or /resume switched conversations
                 self.from_thread(self._replay)
             if output is not None:
-                self.from_thread(self.show, Text(output) if isinstance(output, str) else output)
+                self.from_thread(self.show, plain(output) if isinstance(output, str) else output)
         except QuitRequested:
             self.from_thread(self.exit)
         except SlashError as exc:
@@ -367,6 +369,8 @@ class ContinualCodeApp(App):
 
 
 def run_tui(repo: Path, settings: Settings, *, resume: str | None = None) -> int:
+    state_dir(repo)
+    route_library_output(log_path(repo))  # the trainer's model loading must not draw over the screen
     app = ContinualCodeApp(repo, settings, resume=resume)
     try:
         app.run()

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import queue
 
-from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
@@ -19,6 +18,7 @@ from textual.screen import ModalScreen
 from textual.widgets import Button, Static
 
 from continualcode.solve.solver import SolveEvents
+from continualcode.ui.console import plain
 from continualcode.ui.solve_view import ProgressLines, SolveUI, diff_panel
 
 
@@ -36,7 +36,7 @@ class QuestionScreen(ModalScreen[bool]):
 
     def compose(self) -> ComposeResult:
         with Vertical(id="question"):
-            yield Static(Text(self.question), id="question-text")
+            yield Static(plain(self.question), id="question-text")
             with Horizontal(id="question-buttons"):
                 yield Button("Yes (y)", id="yes", variant="success")
                 yield Button("No (n)", id="no", variant="error")

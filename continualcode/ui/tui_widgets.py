@@ -34,6 +34,7 @@ from textual.widgets import (
 from continualcode.agent.loop import Decision
 from continualcode.agent.tool_calls import ToolCall
 from continualcode.learning.credit import NEUTRAL_BAND, CreditView
+from continualcode.ui.console import plain
 from continualcode.ui.credit_view import alternatives_table, credit_text, header, legend
 
 RESULT_LIMIT = 3000
@@ -56,7 +57,7 @@ class ChatMessage(Static):
     """One turn in the conversation; assistant turns grow as text streams in."""
 
     def __init__(self, role: str, text: str = "", message_id: int | None = None) -> None:
-        super().__init__(Text(text), classes=role)
+        super().__init__(plain(text), classes=role)
         self.role, self.text, self.message_id = role, text, message_id
 
     def append(self, piece: str) -> None:
@@ -64,7 +65,7 @@ class ChatMessage(Static):
 
     def set_text(self, text: str) -> None:
         self.text = text
-        self.update(Text(text))
+        self.update(plain(text))
 
 
 class ToolCallBlock(Collapsible):
@@ -111,7 +112,7 @@ class ToolCallBlock(Collapsible):
         """Show the controls; `deliver` hands the user's answer to the waiting agent thread."""
         self.deliver = deliver
         self.preview.update(Syntax(preview, "diff", word_wrap=True) if preview.startswith(("---", "@@"))
-                            else Text(preview))
+                            else plain(preview))
         self.add_class("pending")
         self.title = f"{_call_title(self.call)} · allow?"
         self.collapsed = False
@@ -187,7 +188,7 @@ class ToolCallBlock(Collapsible):
             status = "ok" if ok else "failed" + (f" (exit {exit_code})" if exit_code not in (None, 0) else "")
             self.title = f"{_call_title(self.call)} · {decision} · {status}"
         shown = output if len(output) <= RESULT_LIMIT else output[:RESULT_LIMIT] + "\n… (truncated here)"
-        self.result.update(Text(shown or "(no output)"))
+        self.result.update(plain(shown or "(no output)"))
         self.result.display = True
         self.collapsed = bool(ok)
 
@@ -333,7 +334,7 @@ class CreditScreen(Screen):
 
     def compose(self) -> ComposeResult:
         if self.view is None:
-            yield Static(Text("Credit view unavailable\n\n", "bold") + Text(self.error or ""), id="credit-error")
+            yield Static(Text("Credit view unavailable\n\n", "bold") + plain(self.error or ""), id="credit-error")
         else:
             yield Static(header(self.view), id="credit-header")
             with VerticalScroll(id="credit-body", can_focus=False):  # ←/→ select tokens, not scroll

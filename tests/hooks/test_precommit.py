@@ -23,6 +23,7 @@ from continualcode.engines.scripted import ScriptedEngine
 from continualcode.hooks.install import HOOK_MARKER, HookError, install_hook
 from continualcode.store.db import Store
 from continualcode.ui.headless import run_headless
+from tests.conftest import trust_repo_config
 
 FIXED = "def add(a, b):\n    return a + b\n"
 BROKEN = "def add(a, b):\n    return a - b\n"
@@ -35,7 +36,6 @@ def edit(search: str, replace: str) -> str:
 @pytest.fixture
 def repo(git_repo: Path, monkeypatch) -> Path:
     """The conftest repo (app.py with a broken add) plus a committed test and a test_command."""
-    monkeypatch.setenv("XDG_CONFIG_HOME", str(git_repo.parent / "xdg"))
     (git_repo / "test_app.py").write_text("from app import add\n\ndef test_add():\n    assert add(1, 2) == 3\n")
     git(git_repo, "add", "test_app.py")
     git(git_repo, "commit", "-qm", "add a test", "--no-verify")
@@ -49,6 +49,7 @@ def configure(repo: Path, **extra: str) -> None:
     path = repo / ".continualcode" / "config.toml"
     path.parent.mkdir(exist_ok=True)
     path.write_text("\n".join(lines) + "\n")
+    trust_repo_config(repo)
 
 
 def git(repo: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:

@@ -281,7 +281,7 @@ def test_slash_credit_and_cli_json_show_the_same_numbers(git_repo, engine):
     finally:
         session.close()
 
-    env = {**os.environ, "XDG_CONFIG_HOME": str(git_repo.parent / "xdg"), "OMP_WAIT_POLICY": "PASSIVE"}
+    env = {**os.environ, "OMP_WAIT_POLICY": "PASSIVE"}
     cli = [sys.executable, "-m", "continualcode", "--repo", str(git_repo), "--model", "smollm2-135m", "--dtype", "fp32"]
     done = subprocess.run([*cli, "credit", str(reply), "--json"], capture_output=True, text=True, env=env,
                           timeout=300)

@@ -16,6 +16,7 @@ from continualcode.config import load_settings
 from continualcode.engines.scripted import ScriptedEngine
 from continualcode.store.db import Store
 from continualcode.ui.headless import HEADLESS_REFUSAL, run_headless
+from tests.conftest import trust_repo_config
 
 REPORT_KEYS = {"task", "exit_code", "status", "stop_reason", "final_message", "tests_passed", "tool_calls",
                "refused_tools", "feedback", "examples_queued", "adapter", "train", "notices", "session_id",
@@ -37,6 +38,7 @@ def repo(git_repo: Path) -> Path:
     config = git_repo / ".continualcode" / "config.toml"
     config.parent.mkdir()
     config.write_text(f'test_command = "{sys.executable} -m pytest -q -p no:cacheprovider"\n')
+    trust_repo_config(git_repo)
     return git_repo
 
 
@@ -46,7 +48,7 @@ def cli(repo: Path, replies: list[str] | None, *args: str, stdin: str | None = N
         script = repo.parent / "replies.json"
         script.write_text(json.dumps(replies))
         engine = ["--engine", "scripted", "--script", str(script)]
-    env = {**os.environ, "XDG_CONFIG_HOME": str(repo.parent / "xdg")}
+    env = {**os.environ}
     return subprocess.run([sys.executable, "-m", "continualcode", "--repo", str(repo), *engine, *args],
                           input=stdin, capture_output=True, text=True, env=env, timeout=120)
 
@@ -150,6 +152,7 @@ def test_smollm2_headless_end_to_end(repo):
     """The real bundled model, embedded engine: whatever it does, the contract holds."""
     config = repo / ".continualcode" / "config.toml"
     config.write_text(config.read_text() + "max_new_tokens = 24\n")
+    trust_repo_config(repo)  # its content changed
     done = cli(repo, None, "--model", "smollm2-135m", "--dtype", "fp32", "--no-learn", "--max-turns", "1",
                "--json", "-p", "Read app.py and tell me what add returns.")
     assert done.returncode in (0, 1), done.stderr
@@ -165,7 +168,6 @@ def test_smollm2_headless_end_to_end(repo):
 def test_wait_train_waits_for_a_real_sdpo_step_and_reports_the_new_adapter(repo, monkeypatch):
     """Scripted replies, but a real SmolLM2 trainer: the failing test queues an example,
     --wait-train blocks until it is trained, and the report names the version produced."""
-    monkeypatch.setenv("XDG_CONFIG_HOME", str(repo.parent / "xdg"))
     settings = load_settings(repo, {"model": "smollm2-135m", "dtype": "fp32", "steps_per_feedback": 1,
                                     "gate": False})  # the promotion gate has its own tests
     engine = ScriptedEngine([WRONG, TESTS, "Done."])
