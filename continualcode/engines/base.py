@@ -60,6 +60,20 @@ class Engine(Protocol):
         cancel: threading.Event | None = None,
     ) -> Completion: ...
 
+    def sample(
+        self,
+        messages: list[Message],
+        params: SamplingParams,
+        n: int,
+        cancel: threading.Event | None = None,
+    ) -> list[Completion]:
+        """n completions of one prompt (candidates), each cut at the stop strings like `generate`.
+
+        Sampled together where the engine can (one prefill and one batched decode,
+        or one request with `n`); with `params.seed` the list is reproducible.
+        """
+        ...
+
     def score(self, messages: list[Message], response_ids: list[int]) -> list[float]:
         """log p(y_t | x, y_<t) for each response token under the serving weights."""
         ...

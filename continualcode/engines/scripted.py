@@ -57,23 +57,27 @@ class ScriptedEngine:
         on_text: TextCallback | None = None,
         cancel: threading.Event | None = None,
     ) -> Completion:
-        if self._next >= len(self.replies):
-            if not self.loop or not self.replies:
-                raise EngineError("the scripted engine has no replies left")
-            self._next = 0
-        reply, _ = cut_at_stop(self.replies[self._next], params.stop)  # the stop rule every engine obeys
-        self._next += 1
-        self.calls.append([dict(m) for m in messages])
+        reply = self._next_reply(messages, params)
         if on_text is not None:
             for piece in _chunks(reply):
                 if cancel is not None and cancel.is_set():
                     break
                 on_text(piece)
-        ids = list(reply.encode())
-        return Completion(
-            text=reply, token_ids=ids, logprobs=[0.0] * len(ids), finish_reason="stop",
-            adapter_version=self._version, prompt_tokens=sum(len(m["content"]) for m in messages),
-        )
+        return self._completion(reply, messages)
+
+    def sample(
+        self,
+        messages: list[Message],
+        params: SamplingParams,
+        n: int,
+        cancel: threading.Event | None = None,
+    ) -> list[Completion]:
+        """The next n replies of the script, in order (one recorded call per reply)."""
+        if n < 1:
+            raise ValueError(f"n must be at least 1, not {n}")
+        if not self.loop and len(self.replies) - self._next < n:
+            raise EngineError(f"the scripted engine has {len(self.replies) - self._next} replies left, not {n}")
+        return [self._completion(self._next_reply(messages, params), messages) for _ in range(n)]
 
     def score(self, messages: list[Message], response_ids: list[int]) -> list[float]:
         return [0.0] * len(response_ids)
@@ -85,6 +89,23 @@ class ScriptedEngine:
 
     def close(self) -> None:
         pass
+
+    def _next_reply(self, messages: list[Message], params: SamplingParams) -> str:
+        if self._next >= len(self.replies):
+            if not self.loop or not self.replies:
+                raise EngineError("the scripted engine has no replies left")
+            self._next = 0
+        reply, _ = cut_at_stop(self.replies[self._next], params.stop)  # the stop rule every engine obeys
+        self._next += 1
+        self.calls.append([dict(m) for m in messages])
+        return reply
+
+    def _completion(self, reply: str, messages: list[Message]) -> Completion:
+        ids = list(reply.encode())
+        return Completion(
+            text=reply, token_ids=ids, logprobs=[0.0] * len(ids), finish_reason="stop",
+            adapter_version=self._version, prompt_tokens=sum(len(m["content"]) for m in messages),
+        )
 
 
 def _chunks(text: str, size: int = 8):

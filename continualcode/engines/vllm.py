@@ -121,6 +121,24 @@ class VLLMEngine:
         on_text: TextCallback | None = None,
         cancel: threading.Event | None = None,
     ) -> Completion:
+        return self._complete(messages, params, 1, on_text, cancel)[0]
+
+    def sample(
+        self,
+        messages: list[Message],
+        params: SamplingParams,
+        n: int,
+        cancel: threading.Event | None = None,
+    ) -> list[Completion]:
+        """n completions from one request (`n=`): the server prefills once and samples the n
+        together; with a seed, choice i uses seed + i (vLLM's parallel sampling)."""
+        if n < 1:
+            raise ValueError(f"n must be at least 1, not {n}")
+        return self._complete(messages, params, n, None, cancel)
+
+    def _complete(self, messages: list[Message], params: SamplingParams, n: int,
+                  on_text: TextCallback | None, cancel: threading.Event | None) -> list[Completion]:
+        """One streamed request for n choices; the stream is read per choice index."""
         prompt_ids = self.render(messages)
         with self._lock:
             adapter, version = self._adapter, self._version
@@ -129,10 +147,11 @@ class VLLMEngine:
             raise EngineError(f"the prompt has {len(prompt_ids)} tokens, more than the server's context "
                               f"({self.max_model_len}); start a new conversation or clear it")
         started = time.perf_counter()
-        text, ids, logprobs, finish = "", [], [], "length"
+        texts, ids, logprobs = [""] * n, [[] for _ in range(n)], [[] for _ in range(n)]
+        finish: list[str | None] = [None] * n
         stream = self._call(
             self.client.completions.create,
-            model=adapter or self.served_model, prompt=prompt_ids,
+            model=adapter or self.served_model, prompt=prompt_ids, n=n,
             max_tokens=min(params.max_new_tokens, room), temperature=params.temperature,
             top_p=params.top_p, seed=params.seed, stop=list(params.stop) or None,
             logprobs=0, stream=True,
@@ -142,27 +161,27 @@ class VLLMEngine:
         try:
             for chunk in self._guard(stream):
                 if cancel is not None and cancel.is_set():
-                    finish = "cancelled"
+                    finish = [reason or "cancelled" for reason in finish]
                     break
-                if not chunk.choices:
-                    continue
-                choice = chunk.choices[0]
-                new_ids, new_logprobs = _chunk_tokens(choice)
-                ids += new_ids
-                logprobs += new_logprobs
-                if choice.text:
-                    text += choice.text
-                    if on_text is not None:
-                        on_text(choice.text)
-                if choice.finish_reason:
-                    finish = "stop" if choice.finish_reason == "stop" else "length"
+                for choice in chunk.choices:
+                    index = choice.index
+                    new_ids, new_logprobs = _chunk_tokens(choice)
+                    ids[index] += new_ids
+                    logprobs[index] += new_logprobs
+                    if choice.text:
+                        texts[index] += choice.text
+                        if on_text is not None:
+                            on_text(choice.text)
+                    if choice.finish_reason:
+                        finish[index] = "stop" if choice.finish_reason == "stop" else "length"
         finally:
             stream.close()  # on cancel this drops the connection, which aborts the request
-        return Completion(
-            text=text, token_ids=ids, logprobs=logprobs, finish_reason=finish,
-            adapter_version=version, prompt_tokens=len(prompt_ids),
-            seconds=time.perf_counter() - started, extra={"adapter": adapter},
-        )
+        seconds = time.perf_counter() - started
+        return [Completion(
+            text=texts[i], token_ids=ids[i], logprobs=logprobs[i], finish_reason=finish[i] or "length",
+            adapter_version=version, prompt_tokens=len(prompt_ids), seconds=seconds,
+            extra={"adapter": adapter},
+        ) for i in range(n)]
 
     def score(self, messages: list[Message], response_ids: list[int]) -> list[float]:
         """Teacher-forced log-probs from the server's prompt log-probs over prompt + response."""

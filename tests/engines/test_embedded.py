@@ -143,3 +143,108 @@ def test_corrupt_adapter_gives_a_clear_error_and_keeps_serving(small_model, rand
         engine.load_adapter(path, "v0009")
     assert engine.adapter_version is None
     assert engine.generate(MESSAGES, SamplingParams(max_new_tokens=4)).token_ids
+
+
+# -- prefix cache and batched candidates ---------------------------------------
+
+SYSTEM = ("You are a coding agent working in the user's repository. Call one tool per turn:\n"
+          '<tool name="read">\n<arg name="path">PATH</arg>\n</tool>\nRepository demo: app.py, test_app.py')
+TOOL_RESULTS = [
+    '<result tool="run_tests" ok="false" exit_code="1">\nFAILED test_app.py::test_add - assert -1 == 3\n</result>',
+    '<result tool="read" ok="true">\ndef add(a, b):\n    return a - b\n</result>',
+    '<result tool="edit" ok="true">\napp.py: 1 line changed\n</result>',
+    '<result tool="run_tests" ok="true" exit_code="0">\n1 passed in 0.01s\n</result>',
+]
+
+
+def test_prefix_cache_leaves_tokens_and_logprobs_unchanged_over_an_agent_conversation(small_model):
+    """Five turns that grow as the agent's do (system, request, reply, tool result, ...): the
+    cached engine feeds only the new tokens and samples what a full prefill samples."""
+    from continualcode.engines.embedded import EmbeddedEngine
+
+    cached = EmbeddedEngine(small_model, dtype="fp32")
+    plain = EmbeddedEngine(small_model, dtype="fp32", prefix_cache=False)
+    messages = [{"role": "system", "content": SYSTEM},
+                {"role": "user", "content": "The tests fail. Find and fix the bug."}]
+    params = SamplingParams(max_new_tokens=16)
+    previous_prompt = 0
+    for turn in range(5):
+        with_cache, without = cached.generate(messages, params), plain.generate(messages, params)
+        assert with_cache.token_ids == without.token_ids, turn
+        assert with_cache.logprobs == pytest.approx(without.logprobs, abs=1e-4)
+        assert without.extra["cached_prompt_tokens"] == 0
+        reused = with_cache.extra["cached_prompt_tokens"]
+        assert reused >= previous_prompt if turn else reused == 0  # the whole previous prompt came from the cache
+        assert reused < with_cache.prompt_tokens
+        previous_prompt = with_cache.prompt_tokens
+        if turn < 4:
+            messages = messages + [{"role": "assistant", "content": with_cache.text},
+                                   {"role": "user", "content": TOOL_RESULTS[turn]}]
+    assert cached.score(messages, with_cache.token_ids) == pytest.approx(with_cache.logprobs, abs=1e-4)
+
+
+def test_a_swap_or_another_conversation_drops_the_prefix_cache(small_model, random_adapter):
+    from continualcode.engines.embedded import EmbeddedEngine
+
+    engine = EmbeddedEngine(small_model, dtype="fp32")
+    params = SamplingParams(max_new_tokens=6)
+    engine.generate(MESSAGES, params)
+    assert engine.generate(MESSAGES, params).extra["cached_prompt_tokens"] == len(engine.render(MESSAGES)) - 1
+    engine.load_adapter(random_adapter[0], "v0001")
+    adapted = engine.generate(MESSAGES, params)
+    assert adapted.extra["cached_prompt_tokens"] == 0  # keys and values of the old weights are never reused
+    assert adapted.logprobs == pytest.approx(engine.score(MESSAGES, adapted.token_ids), abs=1e-4)
+    other = [{"role": "system", "content": "Answer in French."}, {"role": "user", "content": "Bonjour"}]
+    assert engine.generate(other, params).extra["cached_prompt_tokens"] == 0  # a tiny common prefix: dropped
+    with engine.exclusive():
+        pass  # whoever held the lock may have changed the weights
+    assert engine.generate(other, params).extra["cached_prompt_tokens"] == 0
+
+
+POEM = [{"role": "user", "content": "Write a short poem about the sea."}]
+
+
+def test_sample_decodes_n_candidates_in_one_batch(small_engine):
+    params = SamplingParams(max_new_tokens=16, temperature=0.7, seed=11)
+    candidates = small_engine.sample(POEM, params, 4)
+    assert len(candidates) == 4 and len({tuple(c.token_ids) for c in candidates}) > 1
+    for candidate in candidates:
+        assert candidate.text == small_engine.tokenizer.decode(candidate.token_ids, skip_special_tokens=True)
+        assert len(candidate.token_ids) == len(candidate.logprobs) <= 16
+        # the raw (untempered) log-probs the sampler recorded, as a teacher-forced pass scores them
+        assert candidate.logprobs == pytest.approx(small_engine.score(POEM, candidate.token_ids), abs=1e-3)
+    again = small_engine.sample(POEM, params, 4)
+    assert [c.token_ids for c in again] == [c.token_ids for c in candidates]  # seeded: reproducible
+    assert again[0].extra["cached_prompt_tokens"] == len(small_engine.render(POEM)) - 1  # one prefill, reused
+    greedy = small_engine.generate(POEM, SamplingParams(max_new_tokens=8))
+    assert [c.token_ids for c in small_engine.sample(POEM, SamplingParams(max_new_tokens=8), 2)] == [greedy.token_ids] * 2
+
+
+def test_sample_cuts_each_row_at_its_own_stop_string(small_engine):
+    from continualcode.engines.prompt import cut_at_stop
+
+    stops = (",", ".")
+    free = small_engine.sample(POEM, SamplingParams(max_new_tokens=24, temperature=0.7, seed=11), 4)
+    cut = small_engine.sample(POEM, SamplingParams(max_new_tokens=24, temperature=0.7, seed=11, stop=stops), 4)
+    assert len({len(c.token_ids) for c in cut}) > 1  # rows stopped at different steps
+    for whole, row in zip(free, cut):
+        # a finished row no longer changes, the others continue exactly as without stop strings
+        assert row.token_ids == whole.token_ids[: len(row.token_ids)]
+        assert (row.text, row.finish_reason == "stop") == cut_at_stop(whole.text, stops)
+
+
+def test_sample_honours_cancel_between_steps(small_engine):
+    cancel = threading.Event()
+    forwards: list[int] = []
+
+    def count_forwards(*_) -> None:
+        forwards.append(1)
+        if len(forwards) == 3:
+            cancel.set()
+
+    hook = small_engine.model.register_forward_hook(count_forwards)
+    try:
+        rows = small_engine.sample(POEM, SamplingParams(max_new_tokens=32, temperature=0.7, seed=1), 3, cancel=cancel)
+    finally:
+        hook.remove()
+    assert [(len(r.token_ids), r.finish_reason) for r in rows] == [(3, "cancelled")] * 3

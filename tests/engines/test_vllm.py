@@ -275,6 +275,22 @@ def test_stop_strings_eos_and_cancel(vllm):
 
 
 @pytest.mark.slow
+def test_sample_returns_n_choices_with_their_ids_and_logprobs(vllm):
+    params = SamplingParams(max_new_tokens=16, temperature=1.0, seed=5)
+    candidates = vllm.sample(FRUIT, params, 3)
+    assert len(candidates) == 3 and len({tuple(c.token_ids) for c in candidates}) > 1
+    for candidate in candidates:
+        assert len(candidate.token_ids) == len(candidate.logprobs) > 0
+        assert vllm.tokenizer.decode(candidate.token_ids, skip_special_tokens=True) == candidate.text
+        gaps = [abs(a - b) for a, b in zip(vllm.score(FRUIT, candidate.token_ids), candidate.logprobs)]
+        assert max(gaps) < 0.4, gaps  # raw log-probs, as generate's (bf16 decode vs prefill, see above)
+    assert [c.token_ids for c in vllm.sample(FRUIT, params, 3)] == [c.token_ids for c in candidates]  # seed + i
+    stop = vllm.sample(FRUIT, SamplingParams(max_new_tokens=16, temperature=1.0, seed=5, stop=(" ",)), 3)
+    assert all(c.finish_reason == "stop" and c.text.count(" ") <= 1 for c in stop)  # each cut at its first space
+    assert any(c.text.endswith(" ") for c in stop)
+
+
+@pytest.mark.slow
 def test_generation_in_flight_finishes_on_the_old_adapter(vllm, adapters):
     vllm.load_adapter(adapters[0], "v0001")
     old_name = vllm.adapter
