@@ -9,6 +9,7 @@ defaults).
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 from pathlib import Path
@@ -28,6 +29,8 @@ from continualcode.config import (
 from continualcode.engines.base import EngineError
 from continualcode.models import ModelError
 from continualcode.paths import find_repo_root, repo_config_path
+from continualcode.process import scrub_env
+from continualcode.store.rows import StoreError
 
 
 def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
@@ -68,6 +71,9 @@ def add_print_flags(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--allow", action="append", default=None, metavar="TOOL",
                        help="with -p: run TOOL without asking (repeatable); other approval-needing calls are refused")
     group.add_argument("--yes", action="store_true", help="with -p: run every tool without asking")
+    group.add_argument("--check", metavar="CMD", default=None,
+                       help="with -p: the command that must pass; the agent runs it first and tries candidate "
+                       "fixes until it passes (default: the test command, configured or detected)")
     group.add_argument("--wait-train", nargs="?", type=float, const=900.0, default=None, metavar="SECONDS",
                        help="with -p: wait for queued training steps before exiting (default limit 900 s)")
 
@@ -90,6 +96,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
                "show one reply's tokens coloured by the self-teacher's advantage (--json for numbers)"),
     "bench": ("continualcode.commands.bench:register_bench", "continualcode.commands.bench:cmd_bench",
               "bench learn: does feedback stick on held-out prompts? (base, icl, sdpo, sft); "
+              "bench agent: does the agent fix real bugs?; "
               "bench discover: sdpo vs best-of-k vs multi-turn on HumanEval"),
     "solve": ("continualcode.commands.solve:register_arguments", "continualcode.commands.solve:cmd_solve",
               "attempt one task in a scratch copy until --check passes, learning between attempts"),
@@ -113,6 +120,35 @@ def settings_from_args(args: argparse.Namespace, repo: Path) -> Settings:
     return load_settings(repo, flags)
 
 
+def entry() -> None:
+    """`python -m continualcode` and the `continualcode` script: main(), in a process without secrets.
+
+    A command the agent runs can read `/proc/<agent pid>/environ`, which shows the
+    environment this process was started with, whatever `os.environ` says later. So
+    when variables that look like credentials (`continualcode.process.is_secret`)
+    are set and not listed in `env_allow`, the process first executes itself again
+    without them (once: the second start finds none). Tests call `main(argv)`.
+    """
+    kept = scrub_env(dict(os.environ), _env_allow(sys.argv[1:]))
+    if len(kept) < len(os.environ):
+        os.execve(sys.executable, [sys.executable, *sys.orig_argv[1:]], kept)
+    sys.exit(main())
+
+
+def _env_allow(argv: list[str]) -> list[str]:
+    """`env_allow` from the config files (before argparse: a broken config is main()'s to report)."""
+    repo = None
+    for index, arg in enumerate(argv):
+        if arg == "--repo" and index + 1 < len(argv):
+            repo = Path(argv[index + 1])
+        elif arg.startswith("--repo="):
+            repo = Path(arg.partition("=")[2])
+    try:
+        return load_settings(repo or find_repo_root(Path.cwd())).env_allow
+    except (ConfigError, OSError, ValueError):
+        return []
+
+
 def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     argv = sys.argv[1:] if argv is None else argv
@@ -132,7 +168,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.command:  # subcommands own their flags (several take --json)
             return _lazy(COMMANDS[args.command][1])(args, settings) or EXIT_OK
         if args.print is not None or args.json or args.yes or args.allow or args.max_turns is not None \
-                or args.wait_train is not None:
+                or args.wait_train is not None or args.check is not None:
             return _lazy("continualcode.ui.headless:cmd_print")(args, settings, repo)
         from continualcode.ui.repl import run_repl
 
@@ -143,3 +179,8 @@ def main(argv: list[str] | None = None) -> int:
     except EngineError as exc:
         print(f"continualcode: engine error: {exc}", file=sys.stderr)
         return EXIT_FAILED
+    except StoreError as exc:  # damaged, newer or locked store.db: the message says what to do
+        print(f"continualcode: store error: {exc}", file=sys.stderr)
+        if getattr(args, "json", False):  # a script asked for JSON: it gets one object
+            print(json.dumps({"error": f"store error: {exc}", "exit_code": EXIT_USAGE}))
+        return EXIT_USAGE

@@ -62,7 +62,8 @@ class Settings:
     """Lint command the pre-commit hook runs after the tests (e.g. "ruff check ."); unset = no lint."""
     bash_timeout: float = 120.0
     env_allow: list[str] = field(default_factory=list)
-    """Environment variables passed to bash even though their names look secret."""
+    """Variables kept although their name or value looks like a credential. Everything else that looks like
+    one is removed from continualcode's own environment at start and from every command it runs."""
     learn: bool = True
     """Record feedback as training examples and train in the background."""
     learning_rate: float | None = None
@@ -77,6 +78,17 @@ class Settings:
     """Commit the agent's edits with a message naming the adapter version."""
     max_turns: int = 20
     """Agent steps (model replies) per user request."""
+    repair: bool = True
+    """Requests about failing tests or errors: run the check, try candidate fixes in a scratch copy, keep the
+    first that passes (continualcode.agent.repair); off = the tool loop only."""
+    repair_candidates: int = 8
+    """Candidate fixes sampled per repair round (one batch)."""
+    repair_rounds: int = 2
+    """Repair rounds; a later round sees the closest failure."""
+    edit_format: str = "search_replace"
+    """How repair candidates are written: whole, search_replace or lines (docs/agent.md: measured)."""
+    seed: int | None = None
+    """Sampling seed for reproducible runs (benchmarks); unset = random."""
     ignored_repo_keys: tuple[str, ...] = field(default=(), metadata={"internal": True})
     """Not a setting: the TRUSTED_ONLY keys an untrusted repo config set and that were ignored."""
 

@@ -32,6 +32,7 @@ LAYERS = [
     ["config"],
     ["paths", "models"],
     ["atomic", "process"],
+    ["credentials"],
     ["__init__"],
 ]
 """docs/architecture.md explains the order; siblings in one row never import each other."""

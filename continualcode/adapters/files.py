@@ -15,6 +15,7 @@ import json
 import os
 import re
 import shutil
+import stat
 import struct
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -131,10 +132,20 @@ class AdapterVersion:
 
 
 def check_version(path: Path, *, verify: bool) -> tuple[dict[str, Any], str | None]:
-    """(meta, None) for a sound version, (meta or {}, reason) for a corrupt one."""
+    """(meta, None) for a sound version, (meta or {}, reason) for a corrupt one.
+
+    Only regular files directly inside the version directory are read: a
+    meta.json naming `../../etc/passwd`, a symlink or a FIFO (which would hang
+    the read) makes the version corrupt. A repository can commit
+    `.continualcode/`, so these files may come from whoever wrote the repo.
+    """
+    if path.is_symlink():
+        return {}, "is a symlink; a version is a directory the registry wrote"
     if not path.is_dir():
         return {}, "not a directory"
     try:
+        if not stat.S_ISREG((path / META).lstat().st_mode):
+            return {}, "meta.json is not a regular file"
         meta = json.loads((path / META).read_text())
     except FileNotFoundError:
         return {}, "meta.json is missing"
@@ -148,14 +159,19 @@ def check_version(path: Path, *, verify: bool) -> tuple[dict[str, Any], str | No
     if not isinstance(files, dict) or any(f not in files for f in ADAPTER_FILES):
         return meta, "meta.json does not list the adapter files"
     for filename, record in files.items():
+        if not is_plain_file_name(filename):
+            return meta, f"meta.json lists {filename!r}, which is not a file name inside {path.name}/"
         file = path / filename
         try:
-            size = file.stat().st_size
+            info = file.lstat()
             expected = int(record["size"])
         except FileNotFoundError:
             return meta, f"{filename} is missing"
         except (KeyError, TypeError, ValueError):
             return meta, f"meta.json has no valid size for {filename}"
+        if not stat.S_ISREG(info.st_mode):
+            return meta, f"{filename} is not a regular file (a symlink, directory or FIFO)"
+        size = info.st_size
         if size != expected:
             return meta, f"{filename} has {size} bytes, meta.json recorded {expected}"
         if filename.endswith(".safetensors"):
@@ -169,6 +185,13 @@ def check_version(path: Path, *, verify: bool) -> tuple[dict[str, Any], str | No
     except ValueError as e:
         return meta, f"{CONFIG_FILE} is not valid JSON ({e})"
     return meta, None
+
+
+def is_plain_file_name(name: object) -> bool:
+    """A meta.json `files` key names a file directly inside the version directory:
+    no separators, not `.` or `..`, not absolute, no NUL."""
+    return (isinstance(name, str) and name not in ("", ".", "..")
+            and not any(c in name for c in ("/", "\\", "\0")))
 
 
 def safetensors_problem(file: Path, size: int) -> str | None:

@@ -78,9 +78,10 @@ def cmd_adapters(args: argparse.Namespace, settings: Settings) -> int:
         else:
             (spec,) = _need(args, 1, "rollback VERSION")
             started = time.perf_counter()
+            store = Store.for_repo(repo)  # first: a damaged store stops the rollback before LIVE moves
             target = registry.rollback(spec, reason="continualcode adapters rollback")
             name = target.version if target else "base"
-            Store.for_repo(repo).add_adapter_event(name, "rollback", {"reason": "cli"})
+            store.add_adapter_event(name, "rollback", {"reason": "cli"})
             seconds = time.perf_counter() - started
             if args.json:
                 print_json({"live": name, "seconds": seconds})

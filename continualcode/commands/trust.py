@@ -13,7 +13,15 @@ import argparse
 import sys
 
 from continualcode.commands.common import repo_of
-from continualcode.config import EXIT_FAILED, EXIT_OK, TRUSTED_ONLY, Settings, UsageError, is_trusted, set_trusted
+from continualcode.config import (
+    EXIT_FAILED,
+    EXIT_OK,
+    TRUSTED_ONLY,
+    Settings,
+    UsageError,
+    is_trusted,
+    set_trusted,
+)
 from continualcode.paths import repo_config_path
 from continualcode.ui.console import SafeConsole, plain
 

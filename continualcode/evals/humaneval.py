@@ -6,41 +6,91 @@ data reader is used, never its ``execution`` module, which runs candidates
 in-process with ``exec``.
 
 Candidate code is untrusted: it is written to a fresh temporary directory and
-run there by a separate Python interpreter (isolated mode, ``-I``), in its own
-process group, with resource limits set in the child before exec:
+run there by a separate Python interpreter (isolated mode, ``-I``) through the
+process runner (`continualcode.process.run_command`: when the run ends or times
+out, every process it started is stopped, setsid ones included). A small
+harness (`HARNESS`) sets resource limits before any candidate code runs:
 
 - RLIMIT_CPU: CPU seconds (the wall-clock timeout covers sleeping code),
 - RLIMIT_AS: address space (a runaway allocation gets MemoryError),
-- RLIMIT_FSIZE: bytes any file it writes may reach (its output file included),
-- RLIMIT_CORE 0: no core dumps.
+- RLIMIT_FSIZE: bytes any file it writes may reach,
+- RLIMIT_CORE 0: no core dumps,
+- RLIMIT_NPROC 0: no new processes or threads (root is exempt from this one;
+  the process runner still stops whatever it starts).
 
-A minimal environment (PATH, LANG) is passed, so no credentials leak in. On
-timeout the whole process group is killed. What this is not: a jail. The code
-can still read files the user can read and open network connections; run the
-benchmark on a machine where that is acceptable.
+Pass or fail is not decided by anything the candidate prints or by how it
+exits: the harness runs the program (prompt, candidate, tests, ``check()``)
+with ``exec``, catches every exception itself (a replaced ``sys.excepthook``
+changes nothing), and only when ``check()`` has returned writes a random
+per-run marker as the last bytes of the output and exits 0. The marker is read
+from a file the harness deletes before the candidate runs, so printing a
+guessed marker and calling ``os._exit(0)`` fails. Code written to attack this
+harness specifically (reading its frames, or an object equal to everything
+that makes the tests' asserts hold) is out of reach of any in-process check.
+
+A minimal environment (PATH, LANG) is passed, so no credentials leak in. What
+this is not: a jail. The code can still read files the user can read and open
+network connections; run the benchmark on a machine where that is acceptable.
 """
 
 from __future__ import annotations
 
 import os
 import re
-import resource
+import secrets
+import shlex
 import signal
-import subprocess
 import sys
 import tempfile
-import time
 from dataclasses import dataclass
 from pathlib import Path
+
+from continualcode.process import run_command
 
 TIMEOUT_S = 10.0
 """Wall-clock seconds per candidate run. HumanEval's reference harness uses 3 s; the extra
 margin is for interpreter start-up on a loaded 2-core machine."""
 MEMORY_MB = 1024
 OUTPUT_LIMIT = 64 * 1024
-"""Bytes a candidate may write (stdout+stderr share one file, capped by RLIMIT_FSIZE)."""
-PASSED = "__continualcode_tests_passed__"
-"""Printed after check() returns: a candidate that exits 0 early (sys.exit(0)) has not passed."""
+"""Bytes of a run's output kept (head and tail); also the most any file it writes may reach."""
+HARNESS = """
+import os, resource, sys, traceback
+
+
+def main(script, marker_file, cpu, memory, fsize):
+    with open(marker_file) as f:
+        marker = f.read().encode()  # a local: not reachable as a global of __main__
+    os.unlink(marker_file)
+    for limit, value in ((resource.RLIMIT_CPU, (cpu, cpu + 1)), (resource.RLIMIT_AS, (memory, memory)),
+                         (resource.RLIMIT_FSIZE, (fsize, fsize)), (resource.RLIMIT_CORE, (0, 0)),
+                         (resource.RLIMIT_NPROC, (0, 0))):
+        resource.setrlimit(limit, value)
+    with open(script) as f:
+        code = compile(f.read(), script, "exec")
+    try:
+        exec(code, {"__name__": "__main__", "__file__": script, "__builtins__": __builtins__})
+    except SystemExit as exc:  # an early exit, whatever its status, is not a pass
+        sys.stdout.flush()
+        if isinstance(exc.code, int):
+            os._exit(exc.code)
+        if exc.code is not None:  # sys.exit("message"), as Python itself reports it
+            print(exc.code, file=sys.stderr, flush=True)
+        os._exit(0 if exc.code is None else 1)
+    except BaseException as exc:
+        sys.stdout.flush()
+        traceback.print_exception(type(exc), exc, exc.__traceback__.tb_next)
+        sys.stderr.flush()
+        os._exit(1)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.write(1, b"\\n" + marker)
+    os._exit(0)
+
+
+main(sys.argv[1], sys.argv[2], *map(int, sys.argv[3:6]))
+"""
+"""Runs a candidate program (see the module docstring); argv: script, marker file, CPU s, memory and
+file-size bytes."""
 FEEDBACK_CHARS = 1500
 """Characters of the run's output kept as feedback: the tail, where the failing assert is."""
 
@@ -152,71 +202,43 @@ def program(problem: Problem, code: str) -> str:
         body = problem.prompt + code
     else:
         body = problem.prompt + "\n    pass\n\n\n" + code
-    return f"{body}\n\n\n{problem.test}\n\ncheck({problem.entry_point})\nprint({PASSED!r})\n"
+    return f"{body}\n\n\n{problem.test}\n\ncheck({problem.entry_point})\n"
 
 
 def run_candidate(problem: Problem, reply: str, *, timeout: float = TIMEOUT_S,
                   memory_mb: int = MEMORY_MB) -> Execution:
     """Run a model reply against the problem's hidden tests, in the sandbox."""
-    return run_python(program(problem, extract_code(reply)), timeout=timeout, memory_mb=memory_mb, expect=PASSED)
+    return run_python(program(problem, extract_code(reply)), timeout=timeout, memory_mb=memory_mb)
 
 
-def run_python(source: str, *, timeout: float = TIMEOUT_S, memory_mb: int = MEMORY_MB,
-               expect: str | None = None) -> Execution:
-    """Run ``source`` as a script in a new temporary directory, in a limited child process.
+def run_python(source: str, *, timeout: float = TIMEOUT_S, memory_mb: int = MEMORY_MB) -> Execution:
+    """Run ``source`` as a script in a new temporary directory, under the harness, in a limited process.
 
-    Passed = exit code 0 and, when ``expect`` is given, that text ends the output.
+    Passed = the harness saw the program finish without an exception and wrote this run's marker.
     """
+    marker = f"continualcode-passed-{secrets.token_hex(16)}"
     with tempfile.TemporaryDirectory(prefix="continualcode-he-") as tmp:
         script = Path(tmp) / "solution.py"
         script.write_text(source)
-        out_path = Path(tmp) / "output.txt"
-        started = time.monotonic()
-        with open(out_path, "wb") as out:
-            proc = subprocess.Popen(
-                [sys.executable, "-I", "-B", script.name], cwd=tmp, stdin=subprocess.DEVNULL,
-                stdout=out, stderr=subprocess.STDOUT, env=_sandbox_env(), start_new_session=True,
-                preexec_fn=_limits(timeout, memory_mb),
-            )
-            timed_out = False
-            try:
-                proc.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                timed_out = True
-            finally:
-                _kill_group(proc)
-        seconds = time.monotonic() - started
-        output = out_path.read_bytes()[-OUTPUT_LIMIT:].decode("utf-8", errors="replace")
-        output = output.replace(str(script), script.name).replace(tmp, ".")
-    code = proc.returncode
-    # SIGXCPU (the CPU limit) and SIGKILL (ours, or the kernel's after the hard CPU limit) are timeouts.
-    if timed_out or code in (-signal.SIGXCPU, -signal.SIGKILL):
-        return Execution("timeout", code, output, seconds)
-    passed = code == 0 and (expect is None or output.rstrip().endswith(expect))
-    if expect is not None:
-        output = output.replace(expect, "").rstrip() + ("\n" if output.strip() else "")
-    return Execution("passed" if passed else "failed", code, output.lstrip("\n"), seconds)
+        marker_file = Path(tmp) / ".marker"
+        marker_file.write_text(marker)
+        cpu = max(1, int(timeout + 0.999))
+        command = shlex.join([sys.executable, "-I", "-B", "-c", HARNESS, script.name, marker_file.name, str(cpu),
+                              str(memory_mb * 1024 * 1024), str(OUTPUT_LIMIT)])
+        done = run_command(f"exec {command}", tmp, env=_sandbox_env(), timeout=timeout, output_limit=OUTPUT_LIMIT)
+        output = done.output.replace(str(script), script.name).replace(tmp, ".")
+    code = done.exit_code
+    # SIGXCPU (the CPU limit) and SIGKILL (the kernel's, after the hard CPU limit) are timeouts.
+    if done.timed_out or code in (-signal.SIGXCPU, -signal.SIGKILL):
+        return Execution("timeout", code, output, done.duration)
+    passed = code == 0 and output.endswith("\n" + marker)
+    if passed:
+        output = output[: -len(marker) - 1]
+    output = output.strip("\n")
+    return Execution("passed" if passed else "failed", code, output + "\n" if output else "", done.duration)
 
 
 def _sandbox_env() -> dict[str, str]:
-    return {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "LANG": "C.UTF-8", "PYTHONHASHSEED": "0"}
-
-
-def _limits(timeout: float, memory_mb: int):
-    cpu = max(1, int(timeout + 0.999))
-
-    def apply() -> None:  # runs in the child between fork and exec
-        resource.setrlimit(resource.RLIMIT_CPU, (cpu, cpu + 1))
-        resource.setrlimit(resource.RLIMIT_AS, (memory_mb * 1024 * 1024,) * 2)
-        resource.setrlimit(resource.RLIMIT_FSIZE, (OUTPUT_LIMIT,) * 2)
-        resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
-
-    return apply
-
-
-def _kill_group(proc: subprocess.Popen) -> None:
-    try:
-        os.killpg(proc.pid, signal.SIGKILL)
-    except (ProcessLookupError, PermissionError):
-        pass
-    proc.wait()
+    """No credentials; one thread for numeric libraries (RLIMIT_NPROC forbids more)."""
+    return {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "LANG": "C.UTF-8", "PYTHONHASHSEED": "0",
+            "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}

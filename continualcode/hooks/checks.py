@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
 import subprocess
 import tempfile
-import time
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,9 +13,12 @@ from typing import Iterator
 
 from continualcode.config import Settings
 from continualcode.hooks.install import HookError
+from continualcode.process import run_command, scrub_env
 
 CHECK_TIMEOUT_S = 600.0
-"""Seconds before a check's whole process group is killed (ToolConfig.test_timeout's default)."""
+"""Seconds before a check, and every process it started, is killed (ToolConfig.test_timeout's default)."""
+CHECK_OUTPUT_LIMIT = 64_000
+"""Bytes of a check's output kept, head and tail (feedback keeps only the last few thousand characters)."""
 
 
 GIT_LOCATION_VARS = ("GIT_DIR", "GIT_WORK_TREE", "GIT_INDEX_FILE", "GIT_PREFIX", "GIT_COMMON_DIR",
@@ -69,39 +70,33 @@ def staged_tree(repo: Path) -> Iterator[Path]:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def run_check(name: str, command: str, cwd: Path, timeout: float = CHECK_TIMEOUT_S) -> CheckResult:
-    """Run one check with bash in its own process group (killed whole on timeout)."""
-    start = time.monotonic()
-    proc = subprocess.Popen(["bash", "-c", command], cwd=cwd, env=command_env(), stdin=subprocess.DEVNULL,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
-    try:
-        output, _ = proc.communicate(timeout=timeout)
-        note = ""
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        output, _ = proc.communicate()
-        note = f"\n[killed after {timeout:g} s]"
-    text = output.decode("utf-8", errors="replace") + note
-    ok = proc.returncode == 0 and not note
-    return CheckResult(name, command, ok, proc.returncode, text, time.monotonic() - start)
+def run_check(name: str, command: str, cwd: Path, timeout: float = CHECK_TIMEOUT_S,
+              env_allow: tuple[str, ...] | list[str] = ()) -> CheckResult:
+    """Run one check through the process runner: a passing check that leaves a background process
+    still passes (the process is stopped and named); a timeout stops everything the check started."""
+    done = run_command(command, cwd, env=command_env(env_allow), timeout=timeout, output_limit=CHECK_OUTPUT_LIMIT)
+    text = "\n".join(part for part in (done.output.rstrip("\n"), done.leftovers) if part)
+    return CheckResult(name, command, done.ok, done.exit_code, text, done.duration)
 
 
-def command_env() -> dict[str, str]:
-    return {k: v for k, v in os.environ.items() if k not in GIT_LOCATION_VARS}
+def command_env(env_allow: tuple[str, ...] | list[str] = ()) -> dict[str, str]:
+    """The checks' environment: without git's hook variables, and without secrets (like run_tests)."""
+    return scrub_env({k: v for k, v in os.environ.items() if k not in GIT_LOCATION_VARS}, env_allow)
 
 
 def run_checks(repo: Path, settings: Settings, tree: Path) -> list[CheckResult]:
     """Every configured check on the staged `tree`; stops at the first failure."""
     results = []
     for name, command in check_commands(repo, settings):
-        results.append(run_check(name, command, tree))
+        results.append(run_check(name, command, tree, env_allow=settings.env_allow))
         if not results[-1].ok:
             break
     return results
 
 
 def git(repo: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
-    done = subprocess.run(["git", *args], cwd=repo, capture_output=True, text=True)
+    """git in ``repo``; paths are literal (a file named `:(glob)**` is not a pathspec for every file)."""
+    done = subprocess.run(["git", "--literal-pathspecs", *args], cwd=repo, capture_output=True, text=True)
     if check and done.returncode != 0:
         raise HookError(f"git {args[0]} failed in {repo}: {(done.stderr or done.stdout).strip()}")
     return done

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import posixpath
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -27,11 +26,9 @@ def agent_changes(store, repo: Path, paths: list[str]) -> list[AgentChange]:
     """Successful write_file/edit calls on `paths`, made since each path was last committed; newest first."""
     wanted = set(paths)
     since = {p: _last_commit_time(repo, p) for p in paths}
-    rows = store.db.query("SELECT id, message_id, name, arguments, created FROM tool_calls "
-                          "WHERE name IN ('write_file', 'edit') AND ok = 1 ORDER BY id DESC")
     changes = []
-    for row in rows:
-        args = json.loads(row["arguments"])
+    for row in store.successful_writes():
+        args = row["arguments"]
         path = posixpath.normpath(str(args.get("path", "")))
         if path not in wanted:
             continue

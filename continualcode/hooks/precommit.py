@@ -94,7 +94,7 @@ def run_pre_commit(repo: Path, settings: Settings, *, fix: bool = False, out: Te
 
 def _check_and_record(repo: Path, settings: Settings, paths: list[str], out: TextIO):
     from continualcode.paths import STORE_DIR, STORE_FILE
-    from continualcode.store.db import Store
+    from continualcode.store.db import Store, StoreError
 
     with staged_tree(repo) as tree:
         checks = run_checks(repo, settings, tree)
@@ -105,10 +105,14 @@ def _check_and_record(repo: Path, settings: Settings, paths: list[str], out: Tex
                 print(_tail(check.output, 8000), file=out)
         judged: list[AgentChange] = []
         if (repo / STORE_DIR / STORE_FILE).is_file():  # no store: continualcode never ran here
-            with Store.for_repo(repo) as store:
-                earlier = agent_changes(store, repo, paths)
-                judged = judged_changes(earlier, tree)
-                recorded = record_outcome(store, settings, judged, earlier, checks)
+            try:
+                with Store.for_repo(repo) as store:
+                    earlier = agent_changes(store, repo, paths)
+                    judged = judged_changes(earlier, tree)
+                    recorded = record_outcome(store, settings, judged, earlier, checks)
+            except StoreError as exc:  # the checks decide the commit; learning from it can wait
+                print(f"continualcode: the result was not recorded for learning: {exc}", file=out)
+                return checks, []
             queued = sum(1 for r in recorded if r["example_id"] is not None)
             if judged:
                 print(f"continualcode: recorded the result on {len(judged)} agent turn(s)"
@@ -127,7 +131,8 @@ def _fix(repo: Path, settings: Settings, paths: list[str], checks: list[CheckRes
     print("continualcode: asking the agent to fix it (--fix)…", file=out)
     fix_settings = dataclasses.replace(settings, auto_commit=False)  # never commit from inside a commit
     with _without_git_location():
-        run = run_headless(repo, fix_settings, task, allowed=FIX_TOOLS, start_trainer=False, progress=out)
+        run = run_headless(repo, fix_settings, task, allowed=FIX_TOOLS, start_trainer=False, progress=out,
+                           check=failed.command)
     changed = sorted({posixpath.normpath(c["args"]["path"]) for c in run.report["tool_calls"]
                       if c["name"] in ("write_file", "edit") and c["ok"]})
     stage = [p for p in changed if p not in dirty_before]

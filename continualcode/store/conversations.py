@@ -1,5 +1,8 @@
 """Conversations in the store: sessions, messages (with the sampled token ids, log-probs and
-adapter version of every assistant turn), tool calls with their approval, and feedback events."""
+adapter version of every assistant turn), tool calls with their approval, and feedback events.
+
+Every text is stored redacted (`rows.prepare_row`); the live conversation in the agent keeps
+the original, so only a resumed session sees `[REDACTED]` where a secret was."""
 
 from __future__ import annotations
 
@@ -11,7 +14,6 @@ from continualcode.store.rows import (
     ROLES,
     StoreError,
     check_choice,
-    encode,
     tool_call_fields,
     utc_now,
 )
@@ -30,12 +32,10 @@ class ConversationRecords:
 
     def set_session_title(self, session_id: int, title: str) -> None:
         """Name a session after its first prompt, which arrives after it starts."""
-        with self.transaction():
-            self.db["sessions"].update(session_id, {"title": title})
+        self._update("sessions", session_id, {"title": title})
 
     def end_session(self, session_id: int) -> None:
-        with self.transaction():
-            self.db["sessions"].update(session_id, {"ended": utc_now()})
+        self._update("sessions", session_id, {"ended": utc_now()})
 
     def session(self, session_id: int) -> dict[str, Any] | None:
         return self._one("SELECT * FROM sessions WHERE id = ?", [session_id])
@@ -56,8 +56,7 @@ class ConversationRecords:
         if found is None:
             which = "no sessions yet" if session_id is None else f"no session {session_id}"
             raise StoreError(f"{which} in {self.path}; `/resume` lists the sessions there are")
-        with self.transaction():
-            self.db["sessions"].update(found["id"], {"ended": None})
+        self._update("sessions", found["id"], {"ended": None})
         found["ended"] = None
         return found
 
@@ -70,7 +69,9 @@ class ConversationRecords:
 
         For assistant turns pass the sampled `token_ids`, their `logprobs` under
         the sampling weights, and the `adapter_version` that produced them
-        (None = base weights): the trainer needs all three.
+        (None = base weights): the trainer needs all three. If redaction changes
+        `content`, they are not stored (they would spell the secret) and the row
+        is flagged `redacted`.
         """
         check_choice("role", role, ROLES)
         if token_ids is not None and logprobs is not None and len(token_ids) != len(logprobs):
@@ -80,7 +81,7 @@ class ConversationRecords:
                                   [session_id]).fetchone()[0]
             return self._insert("messages", {
                 "session_id": session_id, "idx": idx, "role": role, "content": content,
-                "token_ids": encode(token_ids), "logprobs": encode(logprobs),
+                "token_ids": token_ids, "logprobs": logprobs,
                 "adapter_version": adapter_version, "created": utc_now()})
 
     def message(self, message_id: int) -> dict[str, Any] | None:
@@ -100,24 +101,22 @@ class ConversationRecords:
         `update_tool_call`): decision (one of DECISIONS), decision_reason,
         edited_arguments (dict), result (text), exit_code, ok (bool), duration (s).
         """
-        record = {"message_id": message_id, "name": name, "arguments": encode(arguments),
-                  "created": utc_now()}
+        record = {"message_id": message_id, "name": name, "arguments": arguments, "created": utc_now()}
         return self._insert("tool_calls", record | tool_call_fields(fields))
 
     def update_tool_call(self, tool_call_id: int, **fields: Any) -> None:
         """Set the decision, result, exit code... of a recorded call (see `add_tool_call`)."""
         record = tool_call_fields(fields)
-        if not record:
-            return
-        assignments = ", ".join(f"{column} = ?" for column in record)
-        with self.transaction():
-            cursor = self.db.execute(f"UPDATE tool_calls SET {assignments} WHERE id = ?",
-                                     [*record.values(), tool_call_id])
-            if cursor.rowcount == 0:
-                raise ValueError(f"no tool call {tool_call_id}")
+        if record and self._update("tool_calls", tool_call_id, record) == 0:
+            raise ValueError(f"no tool call {tool_call_id}")
 
     def tool_call(self, tool_call_id: int) -> dict[str, Any] | None:
         return self._one("SELECT * FROM tool_calls WHERE id = ?", [tool_call_id])
+
+    def successful_writes(self) -> list[dict[str, Any]]:
+        """Successful write_file/edit calls, newest first (what the pre-commit hook judges)."""
+        return self._rows("SELECT id, message_id, name, arguments, created FROM tool_calls "
+                          "WHERE name IN ('write_file', 'edit') AND ok = 1 ORDER BY id DESC")
 
     def message_tool_calls(self, message_id: int) -> list[dict[str, Any]]:
         return self._rows("SELECT * FROM tool_calls WHERE message_id = ? ORDER BY id", [message_id])

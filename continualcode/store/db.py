@@ -14,6 +14,13 @@ so a read-then-write (the next message index, claiming examples) holds the
 write lock from its first read and never races. Within a process, one `Store`
 may be shared by threads: a lock serialises its connection.
 
+Privacy: every text is redacted before it is written (`rows.prepare_row`), and
+the file and its -wal/-shm companions are private to the user (0600).
+
+Errors: every SQLite failure leaves the store as a `StoreError` that says what
+happened and what to do (a damaged file, a newer schema, a lock held too long),
+whether it shows on open (`PRAGMA quick_check` runs there) or on a later query.
+
 The store knows nothing of torch or of engines: token ids and log-probs are
 plain lists of numbers, adapter versions are names such as "v0003".
 """
@@ -21,8 +28,11 @@ plain lists of numbers, adapter versions are names such as "v0003".
 from __future__ import annotations
 
 import os
+import shlex
 import sqlite3
+import stat
 import threading
+import time
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterable, Iterator
@@ -32,35 +42,40 @@ import sqlite_utils
 from continualcode.paths import state_dir, store_path
 from continualcode.store.conversations import ConversationRecords
 from continualcode.store.process_owner import process_owner
-from continualcode.store.rows import StoreError, StoreVersionError, decode
+from continualcode.store.rows import (
+    StoreCorruptError,
+    StoreError,
+    StoreLockedError,
+    StoreVersionError,
+    decode,
+    prepare_row,
+)
 from continualcode.store.schema import MIGRATIONS, SCHEMA_VERSION
 from continualcode.store.training import TrainingRecords
 
 BUSY_TIMEOUT_S = 10.0  # how long a writer waits for another process's write lock
+PRIVATE_FILE_MODE = 0o600
+SQLITE_COMPANIONS = ("-wal", "-shm", "-journal")
 
 
 class Store(ConversationRecords, TrainingRecords):
     """One repository's conversations, feedback, examples and training history."""
 
-    def __init__(self, path: str | Path, *, busy_timeout: float = BUSY_TIMEOUT_S):
+    def __init__(self, path: str | Path, *, busy_timeout: float | None = None):
         self.path = Path(path)
+        self.busy_timeout = BUSY_TIMEOUT_S if busy_timeout is None else busy_timeout
         self._lock = threading.RLock()
         self._owner = process_owner(os.getpid())
-        conn = sqlite3.connect(self.path, timeout=busy_timeout, check_same_thread=False)
+        try:
+            make_private(self.path)
+            conn = sqlite3.connect(self.path, timeout=self.busy_timeout, check_same_thread=False)
+        except (OSError, sqlite3.Error) as exc:
+            raise store_error(self.path, exc, self.busy_timeout) from exc
         try:
             conn.execute("PRAGMA foreign_keys = ON")
             self.db = sqlite_utils.Database(conn)
-            self._open()
-        except sqlite3.OperationalError as exc:
-            conn.close()
-            if "locked" in str(exc) or "busy" in str(exc):
-                raise StoreError(f"{self.path} stayed locked by another process for {busy_timeout:.0f} s; "
-                                 "close other continualcode sessions on this repository and retry") from exc
-            raise StoreError(f"cannot open {self.path}: {exc}") from exc
-        except sqlite3.DatabaseError as exc:
-            conn.close()
-            raise StoreError(f"{self.path} is not a continualcode store ({exc}); "
-                             "move it aside and a new store will be created") from exc
+            with self._sqlite_errors():
+                self._open()
         except BaseException:
             conn.close()
             raise
@@ -75,8 +90,13 @@ class Store(ConversationRecords, TrainingRecords):
 
     def _open(self) -> None:
         self._check_version(self._user_version())
+        # A damaged page would otherwise surface in whichever query reads it first, mid-task.
+        problems = [row[0] for row in self.db.conn.execute("PRAGMA quick_check")]
+        if problems != ["ok"]:
+            raise sqlite3.DatabaseError(f"quick_check: {problems[0]}")
         self.db.conn.execute("PRAGMA journal_mode = WAL")  # stays 'delete' on filesystems without WAL
         self.db.conn.execute("PRAGMA synchronous = NORMAL")  # WAL-safe: no corruption, fewer fsyncs
+        self.db.conn.execute("PRAGMA secure_delete = ON")  # text replaced by its redaction is zeroed
         if self._user_version() < SCHEMA_VERSION:
             with self.transaction():
                 version = self._user_version()  # another process may have migrated meanwhile
@@ -84,6 +104,7 @@ class Store(ConversationRecords, TrainingRecords):
                 for number, migration in enumerate(MIGRATIONS[version:], start=version + 1):
                     migration(self.db)
                     self.db.execute(f"PRAGMA user_version = {number}")
+            self.db.conn.execute("PRAGMA wal_checkpoint(PASSIVE)")  # redacted pages over the old ones
         self.requeue_stale_training()
 
     def _user_version(self) -> int:
@@ -97,11 +118,11 @@ class Store(ConversationRecords, TrainingRecords):
 
     @property
     def schema_version(self) -> int:
-        with self._lock:
+        with self._lock, self._sqlite_errors():
             return self._user_version()
 
     def close(self) -> None:
-        with self._lock:
+        with self._lock, self._sqlite_errors():
             self.db.close()
 
     def __enter__(self) -> Store:
@@ -122,24 +143,87 @@ class Store(ConversationRecords, TrainingRecords):
             if conn.in_transaction:
                 yield self
                 return
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                yield self
-            except BaseException:
-                if conn.in_transaction:
-                    conn.execute("ROLLBACK")
-                raise
-            conn.execute("COMMIT")
+            with self._sqlite_errors():
+                conn.execute("BEGIN IMMEDIATE")
+                try:
+                    yield self
+                except BaseException:
+                    if conn.in_transaction:
+                        try:
+                            conn.execute("ROLLBACK")
+                        except sqlite3.Error:
+                            pass  # a damaged file can fail this too; the error in flight says more
+                    raise
+                conn.execute("COMMIT")
+
+    @contextmanager
+    def _sqlite_errors(self) -> Iterator[None]:
+        """Turn SQLite's errors about the file (damaged, locked, unwritable) into `StoreError`.
+
+        Errors that mean a bug in the caller (a foreign key, a bad parameter) pass unchanged.
+        """
+        try:
+            yield
+        except (sqlite3.IntegrityError, sqlite3.ProgrammingError, sqlite3.InterfaceError):
+            raise
+        except sqlite3.Error as exc:
+            raise store_error(self.path, exc, self.busy_timeout) from exc
 
     def _insert(self, table: str, record: dict[str, Any]) -> int:
+        """Insert one row; plain SQL, so a missing table is an error (sqlite_utils would create it)."""
+        row = prepare_row(record)
         with self.transaction():
-            return int(self.db[table].insert(record).last_pk)
+            columns, marks = ", ".join(row), ", ".join("?" * len(row))
+            return self.db.execute(f"INSERT INTO {table} ({columns}) VALUES ({marks})", list(row.values())).lastrowid
+
+    def _update(self, table: str, row_id: int, record: dict[str, Any]) -> int:
+        """Set columns of one row; returns how many rows changed (0: no such id)."""
+        row = prepare_row(record)
+        assignments = ", ".join(f"{column} = ?" for column in row)
+        with self.transaction():
+            return self.db.execute(f"UPDATE {table} SET {assignments} WHERE id = ?",
+                                   [*row.values(), row_id]).rowcount
 
     def _rows(self, sql: str, params: Iterable[Any] = ()) -> list[dict[str, Any]]:
-        with self._lock:
+        with self._lock, self._sqlite_errors():
             return [decode(row) for row in self.db.query(sql, list(params))]
 
     def _one(self, sql: str, params: Iterable[Any] = ()) -> dict[str, Any] | None:
         rows = self._rows(sql, params)
         return rows[0] if rows else None
 
+
+def make_private(path: Path) -> None:
+    """Create the store file 0600 before SQLite does (it would use 0644, and its -wal and
+    -shm files copy the database file's mode), and tighten older files of this user."""
+    if not path.exists():
+        try:
+            os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, PRIVATE_FILE_MODE))
+        except FileExistsError:
+            pass  # another process created it first (with the same mode)
+    for file in (path, *(path.with_name(path.name + suffix) for suffix in SQLITE_COMPANIONS)):
+        try:
+            info = file.stat()
+        except FileNotFoundError:
+            continue
+        if stat.S_IMODE(info.st_mode) & 0o077 and info.st_uid == os.geteuid():
+            os.chmod(file, PRIVATE_FILE_MODE)
+
+
+def store_error(path: Path, exc: BaseException, busy_timeout: float) -> StoreError:
+    """What a failure of SQLite (or of the file system) on `path` means for the user, and what to do."""
+    text = str(exc)
+    if isinstance(exc, sqlite3.OperationalError) and ("locked" in text or "busy" in text):
+        return StoreLockedError(
+            f"{path} is locked: another process kept writing to it for more than {busy_timeout:g} s "
+            f"({text}). Another continualcode session, its trainer, or `continualcode train` on this "
+            "repository holds it: wait for it to finish or close it, then retry.")
+    if type(exc) is sqlite3.DatabaseError or "no such table" in text or "no such column" in text:
+        aside = shlex.quote(str(path.parent / f"broken-{time.strftime('%Y%m%d-%H%M%S')}"))
+        return StoreCorruptError(
+            f"{path} is damaged ({text}); continualcode cannot use it. Move it aside with its -wal and "
+            f"-shm files, and the next run starts a new, empty store:\n"
+            f"    mkdir -p {aside} && mv {shlex.quote(str(path))}* {aside}/\n"
+            f"(`sqlite3 {aside}/{path.name} .recover` may save the old conversations.)")
+    return StoreError(f"cannot use {path} ({text}); check that the disk is not full and that you "
+                      "can write the file and its directory.")

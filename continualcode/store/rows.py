@@ -1,4 +1,5 @@
-"""Row encoding shared by the store's tables: the allowed values, JSON columns, timestamps."""
+"""Row encoding shared by the store's tables: the allowed values, JSON columns, timestamps, and
+`prepare_row`, the one place every written row passes through (redaction, JSON encoding)."""
 
 from __future__ import annotations
 
@@ -17,6 +18,14 @@ class StoreVersionError(StoreError):
     """The file was written by a newer continualcode than this one."""
 
 
+class StoreCorruptError(StoreError):
+    """The file is not an SQLite database, or a page of it is damaged."""
+
+
+class StoreLockedError(StoreError):
+    """Another process held the write lock for longer than the busy timeout."""
+
+
 ROLES = ("system", "user", "assistant", "tool")
 DECISIONS = ("approved", "always", "denied", "edited", "auto", "refused")
 FEEDBACK_KINDS = ("followup", "denial", "edit", "tool_error", "test_failure", "test_pass",
@@ -27,6 +36,11 @@ TOOL_CALL_FIELDS = ("decision", "decision_reason", "edited_arguments", "result",
                     "ok", "duration")
 JSON_COLUMNS = {"token_ids", "logprobs", "arguments", "edited_arguments", "x", "y_token_ids",
                  "y_logprobs", "example_ids", "metrics", "detail"}
+REDACTED_COLUMNS = {"title", "content", "arguments", "decision_reason", "edited_arguments", "result",
+                    "text", "x", "y", "f", "s", "error", "detail"}
+"""Every column of every table that holds free text (what a person, the model or a tool wrote)."""
+SPELLING_COLUMNS = {"content": ("token_ids", "logprobs"), "y": ("y_token_ids", "y_logprobs")}
+"""A text column and the sampled token ids and log-probs that spell it."""
 
 
 
@@ -48,8 +62,6 @@ def tool_call_fields(fields: dict[str, Any]) -> dict[str, Any]:
     if fields.get("decision") is not None:
         check_choice("decision", fields["decision"], DECISIONS)
     record = dict(fields)
-    if "edited_arguments" in record:
-        record["edited_arguments"] = encode(record["edited_arguments"])
     if record.get("ok") is not None:
         record["ok"] = int(bool(record["ok"]))
     return record
@@ -77,4 +89,21 @@ def redact_json(value: Any) -> Any:
     return value
 
 
+def prepare_row(record: dict[str, Any]) -> dict[str, Any]:
+    """`record` as the store writes it: secrets redacted from every text column, lists and
+    objects encoded as JSON. Every insert and update goes through here.
 
+    When redaction changes a text that has sampled tokens (a message's content,
+    an example's y), the token ids and log-probs still spell the secret: they
+    are dropped and the row is flagged `redacted`, and the trainer re-tokenizes
+    the text (`learning/examples.py:response_tokens`).
+    """
+    row = dict(record)
+    for column in REDACTED_COLUMNS.intersection(row):
+        row[column] = redact_json(row[column])
+    for text, tokens in SPELLING_COLUMNS.items():
+        if text in row and row[text] != record[text]:
+            row.update(dict.fromkeys(tokens), redacted=1)
+    for column in JSON_COLUMNS.intersection(row):
+        row[column] = encode(row[column])
+    return row

@@ -17,6 +17,8 @@ from typing import Callable
 
 import sqlite_utils
 
+from continualcode.store.rows import REDACTED_COLUMNS, decode, prepare_row, redact_json
+
 
 def v1_initial(db: sqlite_utils.Database) -> None:
     """Sessions, messages, tool calls, feedback, examples, train steps, adapter events."""
@@ -92,8 +94,42 @@ def v2_learning_signal(db: sqlite_utils.Database) -> None:
     db["examples"].add_column("claimed_at", str)
 
 
+def v3_redacted_text(db: sqlite_utils.Database) -> None:
+    """Secrets out of every stored text (issue 13): from v3 on every row is written
+    redacted (`rows.prepare_row`); this redacts the rows older versions wrote raw.
+
+    - messages.redacted: redaction changed the content, so its sampled token ids
+      and log-probs were dropped (they spelled the secret).
+    - examples flagged `redacted` by v2 kept y's token ids: they are dropped.
+    - every text column of every table is redacted in place, in batches; the store
+      runs with `secure_delete`, so the space the old text held is zeroed.
+    """
+    db["messages"].add_column("redacted", int, not_null_default=0)
+    db.execute("UPDATE examples SET y_token_ids = NULL, y_logprobs = NULL WHERE redacted = 1")
+    for table in db.table_names():
+        columns = [c for c in db[table].columns_dict if c in REDACTED_COLUMNS]
+        if columns:
+            _redact_rows(db, table, columns)
+
+
+def _redact_rows(db: sqlite_utils.Database, table: str, columns: list[str], batch: int = 500) -> None:
+    last = 0
+    while rows := list(db.query(f"SELECT id, {', '.join(columns)} FROM {table} WHERE id > ? "
+                                f"ORDER BY id LIMIT ?", [last, batch])):
+        last = rows[-1]["id"]
+        for stored in rows:
+            row_id = stored.pop("id")
+            record = decode(stored)
+            if all(redact_json(record[c]) == record[c] for c in columns):
+                continue
+            row = prepare_row(record)
+            db.execute(f"UPDATE {table} SET {', '.join(f'{c} = ?' for c in row)} WHERE id = ?",
+                       [*row.values(), row_id])
+
+
 MIGRATIONS: tuple[Callable[[sqlite_utils.Database], None], ...] = (
     v1_initial,
     v2_learning_signal,
+    v3_redacted_text,
 )
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -8,13 +8,11 @@ from datetime import datetime, timedelta, timezone
 from typing import Any, Iterable
 
 from continualcode.store.process_owner import owner_alive
-from continualcode.store.redact import redact
 from continualcode.store.rows import (
     ADAPTER_EVENTS,
     EXAMPLE_STATUSES,
     check_choice,
-    encode,
-    redact_json,
+    prepare_row,
     utc_now,
 )
 
@@ -33,8 +31,9 @@ class TrainingRecords:
         x: the messages up to the judged assistant turn; f: the feedback text;
         s: a successful attempt when one exists. By default y, its token ids and
         log-probs are those of the judged message. Secrets are redacted from x,
-        y, f and s; if y changed, the row is flagged `redacted` (its token ids
-        no longer spell y: the trainer must re-tokenize).
+        y, f and s; if y changed (here or when the message was stored), the row
+        is flagged `redacted` and keeps no token ids or log-probs: the trainer
+        re-tokenizes y.
         """
         check_choice("initial status", status, ("pending", "skipped"))
         with self.transaction():
@@ -42,23 +41,21 @@ class TrainingRecords:
             if judged is None or judged["role"] != "assistant":
                 raise ValueError(f"message {message_id} is not an assistant message; "
                                  "examples judge assistant turns")
+            redacted = 0
             if y is None:
                 y, y_token_ids, y_logprobs = judged["content"], judged["token_ids"], judged["logprobs"]
-            clean_y = redact(y)
+                redacted = judged["redacted"]
             now = utc_now()
             return self._insert("examples", {
-                "feedback_id": feedback_id, "message_id": message_id, "x": encode(redact_json(x)),
-                "y": clean_y, "y_token_ids": encode(y_token_ids), "y_logprobs": encode(y_logprobs),
-                "f": redact(f), "s": None if s is None else redact(s), "template": template,
-                "status": status, "redacted": int(clean_y != y), "created": now, "updated": now})
+                "feedback_id": feedback_id, "message_id": message_id, "x": x, "y": y,
+                "y_token_ids": y_token_ids, "y_logprobs": y_logprobs, "f": f, "s": s,
+                "template": template, "status": status, "redacted": redacted, "created": now,
+                "updated": now})
 
     def set_example_solution(self, example_id: int, s: str) -> None:
         """Give an example its solution s (e.g. a later attempt that passed the tests), redacted."""
-        with self.transaction():
-            cursor = self.db.execute("UPDATE examples SET s = ?, updated = ? WHERE id = ?",
-                                     [redact(s), utc_now(), example_id])
-            if cursor.rowcount == 0:
-                raise ValueError(f"no example {example_id}")
+        if self._update("examples", example_id, {"s": s, "updated": utc_now()}) == 0:
+            raise ValueError(f"no example {example_id}")
 
     def example(self, example_id: int) -> dict[str, Any] | None:
         return self._one("SELECT * FROM examples WHERE id = ?", [example_id])
@@ -97,7 +94,7 @@ class TrainingRecords:
         """Finish (or re-queue) examples: status trained/skipped/failed/pending.
 
         `adapter_version` records the version that learned them (kept when
-        None); `error` is stored as given (None clears it). Returns the count.
+        None); `error` is stored redacted (None clears it). Returns the count.
         """
         check_choice("status", status, tuple(s for s in EXAMPLE_STATUSES if s != "training"))
         ids = list(ids)
@@ -106,7 +103,7 @@ class TrainingRecords:
                 "UPDATE examples SET status = ?, adapter_version = COALESCE(?, adapter_version), "
                 "error = ?, claimed_by = NULL, claimed_at = NULL, updated = ? "
                 "WHERE id IN (SELECT value FROM json_each(?))",
-                [status, adapter_version, error, utc_now(), json.dumps(ids)])
+                [status, adapter_version, prepare_row({"error": error})["error"], utc_now(), json.dumps(ids)])
             if cursor.rowcount != len(set(ids)):
                 raise ValueError(f"only {cursor.rowcount} of {len(set(ids))} example ids exist: {ids}")
             return cursor.rowcount
@@ -151,8 +148,8 @@ class TrainingRecords:
                        metrics: dict[str, Any]) -> int:
         """Record one optimizer step: the version it produced, its examples, its metrics."""
         return self._insert("train_steps", {"adapter_version": adapter_version,
-                                            "example_ids": encode(list(example_ids)),
-                                            "metrics": encode(metrics), "created": utc_now()})
+                                            "example_ids": list(example_ids),
+                                            "metrics": metrics, "created": utc_now()})
 
     def recent_train_steps(self, n: int = 10) -> list[dict[str, Any]]:
         """The last `n` steps, newest first."""
@@ -162,7 +159,7 @@ class TrainingRecords:
         """Record created/promoted/rejected/rollback for an adapter version."""
         check_choice("adapter event", event, ADAPTER_EVENTS)
         return self._insert("adapter_events", {"version": version, "event": event,
-                                               "detail": encode(detail), "created": utc_now()})
+                                               "detail": detail, "created": utc_now()})
 
     def adapter_events(self, version: str | None = None) -> list[dict[str, Any]]:
         """Adapter events in order, for all versions or one."""

@@ -29,9 +29,9 @@ ERROR_KINDS = (
     "not_text",          # binary or undecodable file
     "no_match",          # edit: search text not found
     "multiple_matches",  # edit: search text found more than once
-    "os_error",          # permission denied, is a directory, ...
+    "os_error",          # permission denied, is a directory, a FIFO or device, ...
     "exit_code",         # bash / run_tests: non-zero exit
-    "timeout",           # bash / run_tests: killed after the time limit
+    "timeout",           # bash / run_tests: killed after the time limit; grep: the pattern ran out of time
     "no_test_command",   # run_tests: nothing configured and no pytest project detected
 )
 

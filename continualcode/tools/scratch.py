@@ -134,6 +134,12 @@ class ScratchTree:
     def close(self) -> None:
         shutil.rmtree(self.base, ignore_errors=True)
 
+    def __enter__(self) -> ScratchTree:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
 
 def _copy(src: Path, dst: Path) -> None:
     dst.parent.mkdir(parents=True, exist_ok=True)

@@ -81,3 +81,14 @@ def test_a_refused_commit_is_reported_not_raised(git_repo):
 
 def test_message_for_base_weights():
     assert commit_message("edit", "app.py", None).endswith("Written by adapter base.\n")
+
+
+def test_a_path_with_pathspec_magic_commits_only_that_file(git_repo):
+    """Issue 13 item 5: `:(glob)**` is a file name, not git's "every file" pathspec."""
+    (git_repo / "app.py").write_text("def add(a, b):\n    return 'the user is editing this'\n")
+    (git_repo / "notes.txt").write_text("untracked and private\n")
+    bot, events = agent(git_repo, [call("write_file", path=":(glob)**", content="X = 1\n"), "ok"], auto_commit=True)
+    bot.ask("write the file")
+    assert git(git_repo, "show", "--name-only", "--format=", "HEAD").split() == [":(glob)**"]
+    assert git(git_repo, "status", "--porcelain").splitlines() == [" M app.py", "?? notes.txt"]
+    assert any(line.startswith("auto-committed :(glob)**") for line in events.lines)

@@ -84,3 +84,53 @@ def test_extract_code_and_select(problems):
         select(problems, "164")
     with pytest.raises(ProblemError, match="not a HumanEval id"):
         select(problems, "abc")
+
+
+OLD_MARKER = "__continualcode_tests_passed__"
+"""What the harness used to print after check() returned; a candidate could print it itself."""
+WRONG = "def has_close_elements(numbers, threshold):\n    return False\n"
+
+
+@pytest.mark.parametrize("forgery", [
+    # issue 13 item 12: print the pass marker, then leave before the tests run
+    f"import os\nprint({OLD_MARKER!r}, flush=True)\nos._exit(0)\n",
+    # ... or let the tests fail and have the excepthook say they passed
+    f"import os, sys\ndef hook(*args):\n    print({OLD_MARKER!r}, flush=True)\n    os._exit(0)\n"
+    "sys.excepthook = hook\n",
+    # ... or exit early and print it on the way out
+    f"import atexit, sys\natexit.register(lambda: print({OLD_MARKER!r}))\nsys.exit(0)\n",
+])
+def test_a_candidate_cannot_forge_a_pass(problems, forgery):
+    result = run_candidate(problems["HumanEval/0"], f"```python\n{WRONG}{forgery}```")
+    assert result.status == "failed" and not result.passed
+
+
+def test_a_real_pass_passes_and_the_marker_is_not_shown(problems):
+    problem = problems["HumanEval/0"]
+    result = run_candidate(problem, "print('thinking')\n" + problem.prompt + problem.canonical_solution)
+    assert result.passed and result.exit_code == 0 and result.output == "thinking\n"
+    printing = run_python("print('hello')\n")
+    assert printing.passed and printing.output == "hello\n"
+
+
+def test_the_sandbox_allows_no_new_processes(problems):
+    """RLIMIT_NPROC 0 (root is exempt: then the process runner still stops the child, setsid or not)."""
+    code = ("import os, resource, time\n"
+            "print('nproc', resource.getrlimit(resource.RLIMIT_NPROC), flush=True)\n"
+            "try:\n"
+            "    pid = os.fork()\n"
+            "except OSError:\n"
+            "    print('fork refused', flush=True)\n"
+            "else:\n"
+            "    if pid == 0:\n"
+            "        os.setsid()\n"
+            "        time.sleep(60)\n"
+            "    print('child', pid, flush=True)\n")
+    result = run_python(code)
+    assert "nproc (0, 0)" in result.output
+    if os.geteuid() != 0:
+        assert "fork refused" in result.output
+    else:
+        pid = int(result.output.split("child ")[1].split()[0])
+        with pytest.raises(ProcessLookupError):
+            os.kill(pid, 0)

@@ -1,12 +1,15 @@
-"""The store on a real SQLite file: API round trips, redaction, and two real
-processes sharing one file (concurrent writes, exclusive claims, stale claims)."""
+"""The store on a real SQLite file: API round trips, redaction, two real processes
+sharing one file (concurrent writes, exclusive claims, stale claims), private file
+modes, and what a damaged or locked file tells the user."""
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import socket
 import sqlite3
+import stat
 import subprocess
 import sys
 import threading
@@ -17,7 +20,8 @@ from pathlib import Path
 import pytest
 
 from continualcode.store.db import Store, StoreError
-from continualcode.store.rows import utc_now
+from continualcode.store.rows import StoreCorruptError, StoreLockedError, utc_now
+from tests.store.damage import DAMAGE, make_store, write_lock_held
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -160,7 +164,9 @@ def test_example_is_redacted_and_flagged(store: Store):
     assert example["x"][0]["content"] == "my key is [REDACTED]"
     assert example["x"][0]["meta"]["note"] == "password: [REDACTED]"
     assert example["y"] == "export AWS_KEY_ID=[REDACTED]"
-    assert example["redacted"] == 1 and example["y_token_ids"] == [1, 2, 3]  # kept; trainer re-tokenizes
+    # The sampled ids spelled the key: dropped with the message's, the trainer re-tokenizes y.
+    assert example["redacted"] == 1 and example["y_token_ids"] is None and example["y_logprobs"] is None
+    assert store.message(reply)["redacted"] == 1 and store.message(reply)["token_ids"] is None
     assert example["s"] == "token = '[REDACTED]'"
 
     store.set_example_solution(example["id"], f"key {key}")
@@ -279,11 +285,6 @@ def test_for_repo_outside_git(tmp_path: Path):
     assert not (tmp_path / ".git").exists()
 
 
-def test_a_file_that_is_not_a_store(tmp_path: Path):
-    path = tmp_path / "store.db"
-    path.write_bytes(b"this is not sqlite" * 100)
-    with pytest.raises(StoreError, match="not a continualcode store"):
-        Store(path)
 
 
 # -- two processes on one file ---------------------------------------------------
@@ -424,3 +425,79 @@ def test_timestamps_are_utc_iso():
     parsed = datetime.fromisoformat(stamp)
     assert parsed.tzinfo is not None and parsed.utcoffset().total_seconds() == 0
     assert abs((datetime.now(timezone.utc) - parsed).total_seconds()) < 5
+
+
+# -- privacy and errors (issue 13, items 4 and 11) ---------------------------------
+
+
+def _mode(path: Path) -> int:
+    return stat.S_IMODE(path.stat().st_mode)
+
+
+def test_store_files_are_private_from_the_start(tmp_path: Path):
+    previous = os.umask(0o022)  # the usual umask: SQLite alone would make store.db 0644
+    try:
+        with Store.for_repo(tmp_path) as store:
+            store.start_session("/repo", "qwen", "embedded")  # the first write creates -wal and -shm
+            state = tmp_path / ".continualcode"
+            modes = {p.name: _mode(p) for p in state.glob("store.db*")}
+    finally:
+        os.umask(previous)
+    assert modes == {"store.db": 0o600, "store.db-wal": 0o600, "store.db-shm": 0o600}
+    assert _mode(state) == 0o700
+
+
+def test_an_older_world_readable_store_is_made_private(tmp_path: Path):
+    path = tmp_path / "store.db"
+    Store(path).close()
+    os.chmod(path, 0o644)
+    Store(path).close()
+    assert _mode(path) == 0o600
+
+
+@pytest.mark.parametrize("kind", ["truncated", "garbage", "zeroed page"])
+def test_a_damaged_file_is_reported_with_what_to_do(tmp_path: Path, kind: str):
+    path = tmp_path / ".continualcode" / "store.db"
+    make_store(path)
+    DAMAGE[kind](path)
+    with pytest.raises(StoreCorruptError) as raised:
+        Store(path)  # a zeroed page opens fine in SQLite: quick_check on open finds it
+    message = str(raised.value)
+    assert f"{path} is damaged" in message and "new, empty store" in message
+
+    # The advice works as written: run it, and the next open starts afresh.
+    advice = re.search(r"mkdir -p .*/broken-\d{8}-\d{6}/$", message, re.MULTILINE).group(0)
+    subprocess.run(advice, shell=True, check=True)
+    assert [p.name for p in path.parent.glob("broken-*/*")] == ["store.db"] and not path.exists()
+    with Store(path) as fresh:
+        assert fresh.list_sessions() == []
+
+
+def test_damage_found_by_a_later_query_is_a_store_error(tmp_path: Path):
+    path = tmp_path / "store.db"
+    store = Store(path)
+    raw = sqlite3.connect(path)
+    raw.execute("DROP TABLE adapter_events")  # what a bad page under that table amounts to
+    raw.commit()
+    raw.close()
+    with pytest.raises(StoreCorruptError, match="no such table: adapter_events.*Move it aside"):
+        store.adapter_events()
+    with pytest.raises(StoreCorruptError):
+        store.add_adapter_event("v0001", "created")
+    session = store.start_session("/repo", "qwen", "embedded")  # the rest still works
+    with pytest.raises(sqlite3.IntegrityError):  # a caller's bug is not disguised as damage
+        store.add_feedback("manual", "text", message_id=999)
+    assert store.session(session)["id"] == session
+    store.close()
+
+
+def test_a_write_lock_held_too_long_says_what_to_do(tmp_path: Path):
+    path = tmp_path / "store.db"
+    Store(path).close()
+    with write_lock_held(path):
+        store = Store(path, busy_timeout=0.2)  # opening only reads: WAL readers never wait
+        with pytest.raises(StoreLockedError, match=r"locked: another process kept writing to it for more "
+                                                   r"than 0.2 s.*Another continualcode session"):
+            store.start_session("/repo", "qwen", "embedded")
+    assert store.start_session("/repo", "qwen", "embedded") == 1  # released: works again
+    store.close()

@@ -3,6 +3,7 @@ file, idempotent reopen, a file from the future, and a migration that fails."""
 
 from __future__ import annotations
 
+import json
 import sqlite3
 from pathlib import Path
 
@@ -139,3 +140,48 @@ def test_a_failing_migration_leaves_the_file_as_it_was(tmp_path: Path, monkeypat
     with sqlite3.connect(path) as raw:
         assert raw.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
     raw.close()
+
+
+GITHUB = "ghp_" + "Zq9Xw8Vu7Ts6Rq5Po4Nm3Lk2Ji1Hg0FeDcBa"
+
+
+def test_upgrading_redacts_what_older_versions_stored_raw(tmp_path: Path, monkeypatch):
+    """v3 (issue 13, item 4): rows a v2 store kept raw are redacted in place, their sampled
+    tokens dropped, and the old text is gone from the file's bytes, not just from the rows."""
+    path = tmp_path / "store.db"
+    long_reply = "x" * 6000 + f" export GITHUB_TOKEN={GITHUB} " + "y" * 6000  # spills to overflow pages
+    with monkeypatch.context() as patch:
+        patch.setattr(store_module, "MIGRATIONS", MIGRATIONS[:2])
+        patch.setattr(store_module, "SCHEMA_VERSION", 2)
+        with Store(path) as old:
+            raw = old.db.conn  # what v2 wrote: everything but examples raw
+            raw.execute("INSERT INTO sessions VALUES (1, ?, '/repo', 'qwen', 'embedded', ?, NULL)", [T, f"t {GITHUB}"])
+            raw.execute("INSERT INTO messages VALUES (1, 1, 0, 'user', ?, NULL, NULL, ?, NULL)", [f"key {GITHUB}", T])
+            raw.execute("INSERT INTO messages VALUES (2, 1, 1, 'assistant', ?, '[1,2]', 'v0001', ?, '[-0.5,-0.5]')",
+                        [long_reply, T])
+            raw.execute("INSERT INTO messages VALUES (3, 1, 2, 'assistant', 'clean', '[3]', NULL, ?, '[-1.0]')", [T])
+            raw.execute("INSERT INTO tool_calls (id, message_id, name, arguments, result, created) "
+                        "VALUES (1, 2, 'bash', ?, ?, ?)", [json.dumps({"command": f"echo {GITHUB}"}), GITHUB, T])
+            raw.execute("INSERT INTO feedback VALUES (1, 'followup', ?, 2, 1, ?)", [f"not {GITHUB}", T])
+            raw.execute("INSERT INTO examples (id, feedback_id, message_id, x, y, y_token_ids, y_logprobs, f, "
+                        "template, status, redacted, created, updated) VALUES (1, 1, 2, '[]', 'export "
+                        "GITHUB_TOKEN=[REDACTED]', '[1,2]', '[-0.5,-0.5]', 'f', 'reprompt', 'pending', 1, ?, ?)",
+                        [T, T])
+            raw.commit()
+    assert GITHUB.encode() in path.read_bytes()
+
+    with Store(path) as store:
+        assert store.schema_version == SCHEMA_VERSION
+        assert store.session(1)["title"] == "t [REDACTED]"
+        assert store.message(1)["content"] == "key [REDACTED]" and store.message(1)["redacted"] == 1
+        reply = store.message(2)
+        assert "GITHUB_TOKEN=[REDACTED]" in reply["content"]
+        assert (reply["token_ids"], reply["logprobs"], reply["redacted"]) == (None, None, 1)
+        clean = store.message(3)
+        assert (clean["token_ids"], clean["logprobs"], clean["redacted"]) == ([3], [-1.0], 0)
+        call = store.tool_call(1)
+        assert call["arguments"] == {"command": "echo [REDACTED]"} and call["result"] == "[REDACTED]"
+        assert store.feedback(1)["text"] == "not [REDACTED]"
+        assert (store.example(1)["y_token_ids"], store.example(1)["y_logprobs"]) == (None, None)
+    data = b"".join(p.read_bytes() for p in tmp_path.glob("store.db*"))
+    assert GITHUB.encode() not in data

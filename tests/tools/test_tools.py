@@ -116,7 +116,7 @@ def test_write_file_overwrites_atomically_and_keeps_mode(ws):
     assert result.ok and "overwrote" in result.output
     assert script.read_text() == "echo new\n"
     assert stat.S_IMODE(script.stat().st_mode) == 0o755
-    assert sorted(p.name for p in ws.root.iterdir() if p.name.endswith(".tmp")) == []
+    assert sorted(p.name for p in ws.root.iterdir() if p.name.startswith(".tmp")) == []  # atomic.TMP_PREFIX
 
 
 @pytest.mark.parametrize("path", [".git/config", ".continualcode/store.db", "../escape.py", "/tmp/x.py"])
@@ -260,11 +260,25 @@ def test_bash_timeout_kills_the_whole_process_group(ws):
     assert not _alive(grandchild)
 
 
-def test_bash_does_not_wait_for_leftover_background_processes(ws):
+def test_bash_does_not_wait_for_leftover_background_processes_and_says_it_stopped_them(ws):
     start = time.monotonic()
-    result = call("bash", ws, command="sleep 60 & echo started")
-    assert result.ok and result.output.strip() == "started"
-    assert time.monotonic() - start < 10
+    result = call("bash", ws, command="sleep 60 & echo $! > bg.pid; echo started")
+    assert result.ok and result.output.splitlines()[0] == "started"
+    assert "running in the background" in result.output and result.output.endswith("stopped]")
+    assert time.monotonic() - start < 2
+    assert not _alive(int((ws.root / "bg.pid").read_text()))
+
+
+def test_bash_timeout_stops_a_setsid_child_too(ws):
+    """Issue 13 item 10: a `setsid` child left the process group and outlived the timeout, while the
+    result said every process was stopped."""
+    command = "setsid sh -c 'echo $$ > escaped.pid; exec sleep 60' & sleep 60"
+    start = time.monotonic()
+    result = call("bash", ws, ToolConfig(bash_timeout=2.0), command=command)
+    assert 2.0 <= time.monotonic() - start < 3.5
+    assert result.error_kind == "timeout"
+    assert "killed after 2 s: the command and every process it started were stopped" in result.output
+    assert not _alive(int((ws.root / "escaped.pid").read_text()))
 
 
 def test_bash_truncates_output_with_a_note(ws):
@@ -285,6 +299,25 @@ def test_bash_environment_drops_secret_looking_names(ws, monkeypatch):
     assert "HARMLESS" in names and "ALLOWED_TOKEN" in names
     assert not names & {"OPENAI_API_KEY", "GH_TOKEN", "my_secret", "DB_PASSWORD"}
     assert filtered_env(ToolConfig(), {"PATH": "/bin", "api_key": "x"}) == {"PATH": "/bin"}
+
+
+SECRETS = {"DB_PASSWD": "pw-1", "MYSQL_PWD": "pw-2", "DATABASE_URL": "postgres://u:pw-3@h/db",
+           "SSH_AUTH_SOCK": "/tmp/ssh-pw-4/agent", "GOOGLE_APPLICATION_CREDENTIALS": "/home/u/pw-5.json",
+           "SENTRY_DSN": "https://pw-6@o1.ingest.sentry.io/1", "NPM_AUTH": "pw-7", "NPM_CONFIG__AUTH": "pw-8"}
+
+
+def test_bash_environment_drops_every_kind_of_secret_and_the_parent_shows_none(ws, monkeypatch):
+    """Issue 13 item 2: these passed the old name filter, and /proc/$PPID/environ showed the agent's."""
+    for name, value in SECRETS.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setenv("PLAIN_URL", "https://example.com/x")
+    result = call("bash", ws, command="env; tr '\\0' '\\n' < /proc/$PPID/environ")
+    assert result.ok and "PLAIN_URL=https://example.com/x" in result.output
+    assert "PWD=" in result.output  # the shell's own PWD is not a secret
+    leaked = [name for name, value in SECRETS.items() if value in result.output or f"{name}=" in result.output]
+    assert leaked == []
+    allowed = call("bash", ws, ToolConfig(env_allow=("DATABASE_URL",)), command="echo $DATABASE_URL")
+    assert allowed.output.strip() == SECRETS["DATABASE_URL"]
 
 
 # --- run_tests ----------------------------------------------------------------
