@@ -6,13 +6,18 @@ only in the approver and the event sink they pass in.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from continualcode.adapters.registry import AdapterRegistry
 from continualcode.agent.feedback import FeedbackRecorder
 from continualcode.agent.loop import Agent, AgentEvents, Approver
-from continualcode.agent.system_prompt import repo_summary, system_prompt
+from continualcode.agent.repair import RepairConfig, Repairer
+from continualcode.agent.system_prompt import (
+    project_instructions,
+    repo_summary,
+    system_prompt,
+)
 from continualcode.config import Settings, UsageError
 from continualcode.engines.base import Engine, SamplingParams
 from continualcode.engines.factory import make_engine, serve_live
@@ -32,47 +37,83 @@ class Session:
     agent: Agent
     trainer: object | None
     session_id: int
+    notes: list[str] = field(default_factory=list)
+    """What /status should say besides the numbers: project instruction files read or ignored,
+    repo config keys not trusted."""
+    owns_engine: bool = True
+    owns_trainer: bool = True
 
     def sync_live(self) -> str | None:
         """Serve whatever LIVE names now (another process may have rolled back); cheap when unchanged."""
         return serve_live(self.engine, self.registry)
 
     def close(self) -> None:
-        if self.trainer is not None:
-            self.trainer.stop()
-        self.store.end_session(self.session_id)
-        self.engine.close()
+        try:
+            if self.trainer is not None and self.owns_trainer:
+                self.trainer.stop()
+            self.store.end_session(self.session_id)
+        finally:  # a store that broke mid-run must not leave a vLLM server behind
+            if self.owns_engine:
+                self.engine.close()
+
+
+def make_trainer(store: Store, registry: AdapterRegistry, settings: Settings, engine: Engine):
+    """The background trainer the settings ask for (imports torch: only when learning is on)."""
+    from continualcode.learning.gate import gate_for
+    from continualcode.learning.trainer import Trainer
+
+    trainer = Trainer(store, registry, resolve(settings.model), engine=engine, dtype=settings.dtype,
+                      steps_per_feedback=settings.steps_per_feedback, gate=gate_for(settings))
+    if settings.learning_rate is not None:
+        trainer.config.learning_rate = settings.learning_rate
+    return trainer
 
 
 def open_session(repo: Path, settings: Settings, approver: Approver, events: AgentEvents | None = None,
-                 *, resume: str | None = None, engine: Engine | None = None, start_trainer: bool = True) -> Session:
+                 *, resume: str | None = None, engine: Engine | None = None, start_trainer: bool = True,
+                 trainer=None, check: str | None = None) -> Session:
+    """Everything a request needs. `engine` and `trainer` may be shared across sessions (the agent
+    benchmark keeps one of each loaded); the session then does not close them. `check` is the
+    command the repair flow makes pass (default: the test command, configured or detected)."""
     repo = Path(repo).resolve()
     store = Store.for_repo(repo)
     registry = AdapterRegistry.for_repo(repo)
+    owns_engine, owns_trainer = engine is None, trainer is None
     engine = engine or make_engine(settings, repo)
-    session_id = _session_id(store, repo, settings, resume)
-    trainer = None
-    if settings.learn and settings.engine != "scripted":
-        from continualcode.learning.gate import gate_for
-        from continualcode.learning.trainer import Trainer
-
-        trainer = Trainer(store, registry, resolve(settings.model), engine=engine, dtype=settings.dtype,
-                          steps_per_feedback=settings.steps_per_feedback, gate=gate_for(settings))
-        if settings.learning_rate is not None:
-            trainer.config.learning_rate = settings.learning_rate
+    try:
+        session_id = _session_id(store, repo, settings, resume)
+    except BaseException:  # a locked store: the engine this call started must not outlive it
+        if owns_engine:
+            engine.close()
+        raise
+    if trainer is None and settings.learn and settings.engine != "scripted":
+        trainer = make_trainer(store, registry, settings, engine)
         if start_trainer:
             trainer.start()
     recorder = FeedbackRecorder(store, learn=settings.learn, on_example=trainer.wake if trainer else None)
     tools = default_tools(ToolConfig(bash_timeout=settings.bash_timeout, test_command=settings.test_command,
                                      env_allow=tuple(settings.env_allow)))
-    workspace = Workspace(repo)
+    instructions = project_instructions(repo)
+    repairer = None
+    if settings.repair:
+        repairer = Repairer(RepairConfig(candidates=settings.repair_candidates, rounds=settings.repair_rounds,
+                                         edit_format=settings.edit_format), check=check)
     agent = Agent(
-        engine, store, session_id, workspace, tools, approver, recorder,
-        system_prompt=system_prompt(tools, repo_summary(repo)), events=events,
-        sampling=SamplingParams(max_new_tokens=settings.max_new_tokens, temperature=settings.temperature),
-        max_turns=settings.max_turns, auto_commit=settings.auto_commit,
+        engine, store, session_id, Workspace(repo), tools, approver, recorder,
+        system_prompt=system_prompt(tools, repo_summary(repo), repo=repo, instructions=instructions.text),
+        events=events,
+        sampling=SamplingParams(max_new_tokens=settings.max_new_tokens, temperature=settings.temperature,
+                                seed=settings.seed),
+        max_turns=settings.max_turns, auto_commit=settings.auto_commit, repairer=repairer,
     )
-    session = Session(repo, settings, engine, store, registry, agent, trainer, session_id)
+    notes = list(instructions.notes)
+    if instructions.sources:
+        notes.insert(0, f"project instructions from {', '.join(instructions.sources)} are in the system prompt")
+    if settings.ignored_repo_keys:
+        notes.append(f"ignored in the untrusted repo config: {', '.join(settings.ignored_repo_keys)} "
+                     "(`continualcode trust`)")
+    session = Session(repo, settings, engine, store, registry, agent, trainer, session_id, notes,
+                      owns_engine=owns_engine, owns_trainer=owns_trainer)
     session.sync_live()
     return session
 

@@ -10,7 +10,8 @@ The commit is made with `--no-verify`: the pre-commit hook judges finished
 work (see hooks.py), and an agent's intermediate step is not finished work —
 running the checks on every step would charge half-done edits with failures.
 Other staged changes of the user are left staged and out of the commit
-(`git commit --only PATH`).
+(`git commit --only PATH`). Paths are literal (`git --literal-pathspecs`): a
+file the agent named `:(glob)**` is that one file, not every file in the tree.
 """
 
 from __future__ import annotations
@@ -71,7 +72,7 @@ def commit_agent_change(repo_root: Path, tool: str, path: Path, adapter_version:
 
 
 def _git(root: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
-    done = subprocess.run(["git", *args], cwd=root, capture_output=True, text=True)
+    done = subprocess.run(["git", "--literal-pathspecs", *args], cwd=root, capture_output=True, text=True)
     if check and done.returncode != 0:
         raise AutoCommitError(f"git {args[0]} failed: {(done.stderr or done.stdout).strip()}")
     return done

@@ -42,8 +42,14 @@ class FeedbackRecorder:
         *,
         tool_call_id: int | None = None,
         solution: str | None = None,
+        x: list[dict] | None = None,
     ) -> int | None:
-        """Store the event; return the id of the training example it queued, if any."""
+        """Store the event; return the id of the training example it queued, if any.
+
+        `x` is the conversation the judged reply was sampled for; by default the
+        messages before it in its session (a sibling candidate of the repair
+        flow is stored apart from the conversation it answers, so it passes x).
+        """
         feedback_id = self.store.add_feedback(kind, text, message_id, tool_call_id=tool_call_id)
         if not self.learn or kind in NO_EXAMPLE_KINDS:
             return None
@@ -52,20 +58,21 @@ class FeedbackRecorder:
         message = self.store.message(message_id)
         if message is None or message["role"] != "assistant":
             raise ValueError(f"feedback must judge an assistant message, got {message_id}")
-        x = self.store.conversation_before(message)
+        x = self.store.conversation_before(message) if x is None else x
         example_id = self.store.add_example(feedback_id, message_id, x, text, s=solution,
                                             template=TEMPLATE_FOR_KIND[kind])
         if self.on_example is not None:
             self.on_example(example_id)
         return example_id
 
-    def mark_success(self, message_id: int, earlier_failures: list[int], solution: str) -> None:
+    def mark_success(self, message_id: int, earlier_failures: list[int], solution: str,
+                     text: str = "checks passed") -> None:
         """A passing check: record it, and offer `solution` to earlier failed attempts.
 
         SDPO uses a successful sibling attempt as a demonstration for the failed
         ones (never a sample's own success as its own solution).
         """
-        self.store.add_feedback("test_pass", "checks passed", message_id)
+        self.store.add_feedback("test_pass", text, message_id)
         for failed in earlier_failures:
             if failed == message_id:
                 continue

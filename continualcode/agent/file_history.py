@@ -4,15 +4,19 @@ Before write_file or edit runs, the file's current content is written into the
 repository's object database (`git hash-object -w`); after it succeeds we note
 the new content's hash. /undo restores the blob of the most recent change, and
 refuses when the file no longer has the content the agent left (the user
-changed it since): their work is never overwritten. Changes made through bash
-are not tracked (a shell command's effects are not known).
+changed it since): their work is never overwritten. The restore is the tools'
+atomic write (no symlink followed, mode kept). Changes made through bash are
+not tracked (a shell command's effects are not known).
 """
 
 from __future__ import annotations
 
 import hashlib
+import os
 from dataclasses import dataclass
 from pathlib import Path
+
+from continualcode.tools.files import NotRegularFile, open_regular, write_atomic
 
 FILE_CHANGING_TOOLS = {"write_file", "edit"}
 
@@ -36,7 +40,16 @@ class Snapshot:
 
 
 def _sha256(path: Path) -> str | None:
-    return hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else None
+    """The content's hash; None when there is no regular file (never blocks on a FIFO put there)."""
+    try:
+        fd = open_regular(path)
+    except (FileNotFoundError, NotRegularFile):
+        return None
+    digest = hashlib.sha256()
+    with os.fdopen(fd, "rb") as f:
+        while chunk := f.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
 
 
 class FileHistory:
@@ -87,6 +100,6 @@ class FileHistory:
         else:
             data = repo.git.cat_file("blob", change.before_blob, stdout_as_string=False,
                                     strip_newline_in_stdout=False)
-            path.write_bytes(data)
+            write_atomic(self.root, path, data)
         self.changes.pop()
         return change

@@ -6,6 +6,11 @@ in the `Approver` (who says yes to write/edit/bash) and the `AgentEvents` sink
 every piece of feedback the loop sees (a denial, edited arguments, a tool
 error, a failing or passing test run, an unparsable call) goes through the
 `FeedbackRecorder`, which queues training examples.
+
+A request about failing tests or errors first goes to the repair flow
+(continualcode.agent.repair) when the agent has one: run the check, try
+candidate fixes in a scratch copy, keep the first that passes. When it does
+not apply (no check, the check already passes) the tool loop takes over.
 """
 
 from __future__ import annotations
@@ -74,6 +79,8 @@ class RequestResult:
     examples: list[int] = field(default_factory=list)
     tests_passed: bool | None = None
     adapter_version: str | None = None
+    turns: int = 0                      # model replies generated for this request
+    repair: object | None = None        # the repair flow's RepairOutcome, when it ran
 
 
 class Agent:
@@ -93,6 +100,7 @@ class Agent:
         max_turns: int = 20,
         history: FileHistory | None = None,
         auto_commit: bool = False,
+        repairer=None,
     ):
         self.engine, self.store, self.session_id = engine, store, session_id
         self.workspace, self.tools, self.approver, self.recorder = workspace, tools, approver, recorder
@@ -101,6 +109,7 @@ class Agent:
         self.max_turns = max_turns
         self.history = history or FileHistory(workspace.root)
         self.auto_commit = auto_commit      # settings.auto_commit: commit each file the agent writes
+        self.repairer = repairer            # continualcode.agent.repair.Repairer, or None
         self.always: set[str] = set()
         self._previous_call: tuple[str, dict] | None = None
         self.messages: list[Message] = []
@@ -127,6 +136,13 @@ class Agent:
             self.message_ids.append(row["id"])
             if row["role"] == "assistant":
                 self.last_reply_id = row["id"]
+
+    def append_message(self, role: str, content: str, completion: Completion | None = None) -> int:
+        """Add a message to the conversation and the store (assistant turns with their sampled ids)."""
+        return self._append(role, content, completion)
+
+    def record_feedback(self, result: RequestResult, kind: str, text: str, message_id: int, **kw) -> None:
+        self._feedback(result, kind, text, message_id, **kw)
 
     def _append(self, role: str, content: str, completion: Completion | None = None) -> int:
         message_id = self.store.add_message(
@@ -156,11 +172,15 @@ class Agent:
         if not any(m["role"] == "user" for m in self.messages):
             self.store.set_session_title(self.session_id, text.strip().splitlines()[0][:80] if text.strip() else "")
         self._append("user", text)
+        if self.repairer is not None and self.repairer.try_repair(self, text, result, cancel):
+            result.turns = sum(1 for c in result.repair.candidates)
+            return result
         failed_steps: list[int] = []
         self._previous_call = None
         for _ in range(self.max_turns):
             params = SamplingParams(**{**self.sampling.__dict__, "stop": tuple(STOP_STRINGS)})
             completion = self.engine.generate(self.messages, params, on_text=self.events.on_text, cancel=cancel)
+            result.turns += 1
             reply_id = self._append("assistant", completion.text, completion)
             self.last_reply_id = reply_id
             result.adapter_version = completion.adapter_version
@@ -180,6 +200,10 @@ class Agent:
             stop = self._run_call(parsed.call, completion.text, reply_id, result, failed_steps)
             if stop:
                 return result
+            if result.stop_reason == "repeated_call":
+                result.final_text = ("I stopped: I was about to repeat the same tool call, which cannot tell me "
+                                     "anything new. Tell me what to try next.")
+                return result
         result.stop_reason = "max_turns"
         return result
 
@@ -195,10 +219,13 @@ class Agent:
             return False
         refused = tool.check(call.args, self.workspace)
         if refused is None and (call.name, call.args) == self._previous_call:
-            # Small models loop on one call; running it again cannot tell them anything new.
+            # Small models loop on one call: running it again cannot tell them anything new, and
+            # measured on the bundled Qwen, refusing and asking again only led to the same call
+            # until the turn budget ran out. The refusal is recorded and the turn ends here.
             refused = ToolResult(ok=False, error_kind="repeated_call", output=(
                 "You just made this exact call; its result is above. "
                 "Answer the user now, or make a different call."))
+            result.stop_reason = "repeated_call"
         self._previous_call = (call.name, dict(call.args))
         if refused is not None:  # refused before any prompt: bad args, a path outside the repo, a repeat
             call_id = self._store_call(reply_id, call, "refused", None, None, refused)
@@ -264,6 +291,33 @@ class Agent:
             failed_steps.append(reply_id)
         self._append("user", rendered)
         return False
+
+    # -- for the repair flow -------------------------------------------------
+    def approve_change(self, diff: str) -> Decision:
+        """Ask once for a whole change shown as a diff, as a write_file call (policies that allow
+        write_file allow it; "always" allows every later write and edit of the session)."""
+        if "write_file" in self.always and "edit" in self.always:
+            return Decision("auto")
+        decision = self.approver.approve(ToolCall("write_file", {"diff": diff}), diff)
+        if decision.kind == "always":
+            self.always.update({"write_file", "edit"})
+        return decision
+
+    def write_file(self, path: str, content: str, reply_id: int, result: RequestResult) -> ToolResult:
+        """Write a file with the write_file tool, as an approved call: stored, /undo-able, auto-committed."""
+        call = ToolCall("write_file", {"path": path, "content": content})
+        tool = self.tools["write_file"]
+        snapshot = self.history.before(call, tool, self.workspace)
+        outcome = tool.run(call.args, self.workspace)
+        self.history.after(snapshot, outcome, reply_id)
+        if self.auto_commit and snapshot is not None and outcome.ok:
+            from continualcode.agent.autocommit import commit_agent_change
+
+            self.events.on_notice(commit_agent_change(self.workspace.root, call.name, snapshot.path,
+                                                      self._adapter_of(reply_id), self.session_id, reply_id))
+        self._store_call(reply_id, call, "approved", None, None, outcome)
+        self._report(call, outcome, "approved", result)
+        return outcome
 
     # -- helpers -----------------------------------------------------------
     def _store_call(self, reply_id, call, decision, reason, edited, outcome: ToolResult) -> int:

@@ -168,18 +168,44 @@ def _near_miss(text: str, tools: Mapping[str, Tool]) -> str | None:
     return None
 
 
+PLACEHOLDERS = {
+    "path": "PATH/TO/FILE",
+    "content": "(the complete new file content)",
+    "search": "(the exact current lines, copied from the file)",
+    "replace": "(the new lines)",
+    "command": "(the shell command)",
+    "pattern": "(the text or regular expression to find)",
+    "glob": "*.py",
+    "start_line": "1",
+    "end_line": "40",
+}
+"""What examples show for each argument: obviously generic, never code a small model could take for the
+user's (an example edit of `def total(prices)` was copied five times into a repo that has no such
+function, issue 16)."""
+
+
+def example_call(tool: Tool, path: str | None = None) -> ToolCall:
+    """One example call of `tool`: its required arguments as placeholders (`path`: a real file of the repo)."""
+    args = {}
+    for param in tool.params:
+        if param.required:
+            args[param.name] = path if (param.name == "path" and path) else \
+                PLACEHOLDERS.get(param.name, f"({param.description})")
+    return ToolCall(tool.name, args)
+
+
 def _explain(problem: str, name: str | None, tools: Mapping[str, Tool] | None = None) -> str:
     """The message fed back for a malformed call: what was wrong, then the correct form."""
     tools = TOOLS if tools is None else tools
     problem = problem if problem.endswith(("?", ".")) else problem + "."
     if name is not None and name in tools:
         tool = tools[name]
-        example = render_tool_call(ToolCall(name, dict(tool.example)))
+        example = render_tool_call(example_call(tool))
         optional = [p.name for p in tool.params if not p.required]
         extra = f" (optional arguments: {', '.join(optional)})" if optional else ""
         return f"Your tool call could not be run: {problem}\nWrite it like this{extra}:\n{example}"
     names = ", ".join(tools)
-    example = render_tool_call(ToolCall("read_file", {"path": "src/app.py"}))
+    example = render_tool_call(ToolCall("read_file", {"path": PLACEHOLDERS["path"]}))
     return (f"Your tool call could not be run: {problem}\nThe tools are: {names}. "
             f"Write one call at the end of your message, like this:\n{example}")
 

@@ -2,7 +2,7 @@
 
 Test-time discovery (arXiv 2601.20802, §5) for a user's own task. Each
 attempt is a full agent run in a scratch copy of the working tree
-(`continualcode.solve.scratch`); then the check command runs in that copy and its
+(`continualcode.tools.scratch`); then the check command runs in that copy and its
 output is the attempt's feedback. Methods (same attempt budget):
 
 - ``sdpo`` (default): a fresh conversation and a reset copy each attempt;
@@ -41,10 +41,11 @@ from continualcode.agent.system_prompt import system_prompt
 from continualcode.agent.tool_calls import ToolCall
 from continualcode.engines.base import SamplingParams
 from continualcode.learning.task_adapter import TaskAdapter, Turn
-from continualcode.solve.scratch import ScratchTree
+from continualcode.process import run_command
 from continualcode.store.db import Store
 from continualcode.tools import ToolConfig, default_tools
-from continualcode.tools.shell import run_command
+from continualcode.tools.scratch import ScratchTree
+from continualcode.tools.shell import filtered_env
 from continualcode.tools.workspace import Workspace
 
 METHODS = ("sdpo", "best-of-k", "multi-turn")
@@ -203,8 +204,10 @@ class Solver:
 
     def run_check(self) -> tuple[bool, int | None, str]:
         """The check command in the scratch copy: (passed, exit code, the tail of its output)."""
-        result = run_command(self.check, Workspace(self.scratch.root), self.tool_config, self.check_timeout)
-        output = result.output.replace(f"{self.scratch.root}/", "")  # same feedback text whatever the temp dir
+        result = run_command(self.check, self.scratch.root, env=filtered_env(self.tool_config),
+                             timeout=self.check_timeout, output_limit=self.tool_config.output_limit)
+        # the same feedback text whatever the temporary directory is called
+        output = result.report().replace(f"{self.scratch.root}/", "")
         return result.ok, result.exit_code, output[-OUTPUT_CHARS:]
 
     def _new_agent(self) -> tuple[Agent, _AttemptEvents]:
@@ -237,7 +240,7 @@ def finish(outcome: SolveOutcome, repo: Path, adapter: TaskAdapter | None, *,
     Returns the report's ``applied`` / ``patch_file`` / ``adapter`` entries.
     """
     from continualcode.adapters.registry import AdapterRegistry
-    from continualcode.solve.scratch import PatchConflict, apply_patch
+    from continualcode.tools.scratch import PatchConflict, apply_patch
 
     report: dict = {"applied": False, "applied_files": [], "patch_file": None, "apply_error": None}
     if outcome.solved and outcome.diff:

@@ -11,7 +11,8 @@ Exit codes (what a script branches on):
      ran no tests,
   1  the task failed: tests still failing, turn limit, a refused call, an
      empty answer, an engine error,
-  2  usage or setup error (no task, unknown tool, engine cannot start).
+  2  usage or setup error (no task, unknown tool, engine cannot start, the
+     store is damaged, newer than this continualcode, or locked).
 
 `--json` prints one JSON object (see `build_report`) and nothing else on
 stdout; progress lines go to stderr.
@@ -36,7 +37,9 @@ from continualcode.agent.loop import AgentEvents, Decision, RequestResult
 from continualcode.agent.tool_calls import ToolCall
 from continualcode.config import Settings, UsageError
 from continualcode.engines.base import Engine, EngineError
+from continualcode.store.rows import StoreError
 from continualcode.tools import TOOLS
+from continualcode.ui.console import visible
 
 HEADLESS_REFUSAL = "not allowed in headless mode: pass --allow TOOL or --yes"
 """The reason a policy refusal gives (the model reads it; so does the report's reader)."""
@@ -72,19 +75,19 @@ class ReportingRecorder(FeedbackRecorder):
         return cls(recorder.store, learn=recorder.learn, on_example=recorder.on_example)
 
     def record(self, kind: str, text: str, message_id: int, *, tool_call_id: int | None = None,
-               solution: str | None = None) -> int | None:
+               solution: str | None = None, x: list[dict] | None = None) -> int | None:
         if kind == "denial" and HEADLESS_REFUSAL in text:
             self.store.add_feedback(kind, text, message_id, tool_call_id=tool_call_id)
             example = None
         else:
-            example = super().record(kind, text, message_id, tool_call_id=tool_call_id, solution=solution)
+            example = super().record(kind, text, message_id, tool_call_id=tool_call_id, solution=solution, x=x)
         self.recorded.append({"kind": kind, "message_id": message_id, "text": text, "example_id": example})
         return example
 
-    def mark_success(self, message_id: int, earlier_failures: list[int], solution: str) -> None:
-        super().mark_success(message_id, earlier_failures, solution)
-        self.recorded.append({"kind": "test_pass", "message_id": message_id, "text": "checks passed",
-                              "example_id": None})
+    def mark_success(self, message_id: int, earlier_failures: list[int], solution: str,
+                     text: str = "checks passed") -> None:
+        super().mark_success(message_id, earlier_failures, solution, text)
+        self.recorded.append({"kind": "test_pass", "message_id": message_id, "text": text, "example_id": None})
 
 
 class HeadlessEvents(AgentEvents):
@@ -111,7 +114,7 @@ class HeadlessEvents(AgentEvents):
 
     def _say(self, line: str) -> None:
         if self.stream is not None:
-            print(line, file=self.stream, flush=True)
+            print(visible(line), file=self.stream, flush=True)
 
 
 @dataclass
@@ -144,12 +147,16 @@ def check_allowed_tools(names: Iterable[str]) -> list[str]:
 
 def run_headless(repo: Path, settings: Settings, task: str, *, allowed: Iterable[str] = (),
                  yes: bool = False, wait_train: float | None = None, resume: str | None = None,
-                 engine: Engine | None = None, start_trainer: bool = True,
-                 progress: TextIO | None = None) -> HeadlessRun:
+                 engine: Engine | None = None, start_trainer: bool = True, trainer=None,
+                 check: str | None = None, progress: TextIO | None = None) -> HeadlessRun:
     """Run one task to completion with no prompts; the caller prints or inspects the report.
 
     `wait_train`: seconds to wait for queued training steps before closing
-    (None = do not wait). Raises UsageError for setup problems (exit code 2).
+    (None = do not wait). `check`: the command the repair flow makes pass (`--check`;
+    default the test command). `engine` and `trainer` may be shared by several runs
+    (the agent benchmark). Raises UsageError for setup problems (exit code 2).
+    A store error (damaged, newer, locked) ends the run with exit code 2 and a
+    report whose `error` says what to do, so `--json` still prints one object.
     """
     from continualcode.session import open_session
 
@@ -157,16 +164,23 @@ def run_headless(repo: Path, settings: Settings, task: str, *, allowed: Iterable
         raise UsageError("the task is empty; pass it as -p \"TASK\" or pipe it with -p -")
     approver = PolicyApprover(check_allowed_tools(allowed), yes=yes)
     events = HeadlessEvents(progress)
+    started = time.monotonic()
+    adapter = {"used": None, "produced": [], "live": None}
+    train = {"learning": False, "waited": False, "idle": None, "pending": None, "last_error": None}
     try:
         session = open_session(repo, settings, approver, events, resume=resume, engine=engine,
-                               start_trainer=start_trainer)
+                               start_trainer=start_trainer, trainer=trainer, check=check)
     except EngineError as exc:
         raise UsageError(f"the engine could not start: {exc}") from exc
+    except StoreError as exc:
+        return HeadlessRun(EXIT_USAGE, build_report(
+            task, None, events, None, adapter=adapter, train=train, session_id=None, exit_code=EXIT_USAGE,
+            error=f"store error: {exc}", seconds=time.monotonic() - started))
     recorder = ReportingRecorder.replacing(session.agent.recorder)
     session.agent.recorder = recorder
-    used = session.engine.adapter_version
-    result, error = None, None
-    started = time.monotonic()
+    adapter["used"] = session.engine.adapter_version
+    train["learning"] = session.trainer is not None
+    result, error, failure = None, None, None
     try:
         before = {v.version for v in session.registry.list()}
         try:
@@ -176,14 +190,20 @@ def run_headless(repo: Path, settings: Settings, task: str, *, allowed: Iterable
         train = _wait_for_training(session, wait_train)
         after = [v.version for v in session.registry.list()]
         live = session.registry.live()
-        adapter = {"used": used, "produced": [v for v in after if v not in before],
-                   "live": live.version if live else None}
-        exit_code = EXIT_FAILED if result is None else exit_code_for(result)
-        report = build_report(task, result, events, recorder, adapter=adapter, train=train,
-                              session_id=session.session_id, exit_code=exit_code, error=error,
-                              seconds=time.monotonic() - started)
+        adapter.update(produced=[v for v in after if v not in before], live=live.version if live else None)
+    except StoreError as exc:  # mid-run: the tool calls so far are still reported
+        failure = exc
     finally:
-        session.close()
+        try:
+            session.close()
+        except StoreError as exc:
+            failure = failure or exc
+    exit_code = EXIT_FAILED if result is None else exit_code_for(result)
+    if failure is not None:
+        error, exit_code = f"store error: {failure}", EXIT_USAGE
+    report = build_report(task, result, events, recorder, adapter=adapter, train=train,
+                          session_id=session.session_id, exit_code=exit_code, error=error,
+                          seconds=time.monotonic() - started)
     return HeadlessRun(exit_code, report)
 
 
@@ -201,11 +221,13 @@ def _wait_for_training(session, wait_train: float | None) -> dict:
     return state
 
 
-def build_report(task: str, result: RequestResult | None, events: HeadlessEvents, recorder: ReportingRecorder,
-                 *, adapter: dict, train: dict, session_id: int, exit_code: int, error: str | None,
-                 seconds: float) -> dict:
-    """The one JSON object `--json` prints. Keys are stable; see docs/headless.md."""
-    examples = [f["example_id"] for f in recorder.recorded if f["example_id"] is not None]
+def build_report(task: str, result: RequestResult | None, events: HeadlessEvents,
+                 recorder: ReportingRecorder | None, *, adapter: dict, train: dict, session_id: int | None,
+                 exit_code: int, error: str | None, seconds: float) -> dict:
+    """The one JSON object `--json` prints. Keys are stable; see docs/headless.md.
+    (`recorder` and `session_id` are None when the store could not be opened.)"""
+    recorded = recorder.recorded if recorder is not None else []
+    examples = [f["example_id"] for f in recorded if f["example_id"] is not None]
     return {
         "task": task,
         "exit_code": exit_code,
@@ -213,9 +235,11 @@ def build_report(task: str, result: RequestResult | None, events: HeadlessEvents
         "stop_reason": result.stop_reason if result else "error",
         "final_message": result.final_text if result else "",
         "tests_passed": result.tests_passed if result else None,
+        "turns": result.turns if result else 0,
+        "repair": result.repair.summary() if result is not None and result.repair is not None else None,
         "tool_calls": events.calls,
         "refused_tools": [c["name"] for c in events.calls if c.get("reason") == HEADLESS_REFUSAL],
-        "feedback": recorder.recorded,
+        "feedback": recorded,
         "examples_queued": examples,
         "adapter": adapter,
         "train": train,
@@ -241,7 +265,7 @@ def read_task(value: str, stdin: TextIO | None = None) -> str:
 def cmd_print(args, settings: Settings, repo: Path) -> int:
     """The `-p/--print` entry point from cli.main."""
     if args.print is None:
-        raise UsageError("--json, --max-turns, --allow, --yes and --wait-train go with -p TASK (headless mode)")
+        raise UsageError("--json, --max-turns, --allow, --yes, --check and --wait-train go with -p TASK (headless mode)")
     if args.command:
         raise UsageError(f"-p runs a task; it cannot be combined with the {args.command!r} command")
     if args.max_turns is not None:
@@ -249,7 +273,7 @@ def cmd_print(args, settings: Settings, repo: Path) -> int:
             raise UsageError("--max-turns must be at least 1")
         settings = dataclasses.replace(settings, max_turns=args.max_turns)
     task = read_task(args.print)
-    run = run_headless(repo, settings, task, allowed=args.allow or (), yes=args.yes,
+    run = run_headless(repo, settings, task, allowed=args.allow or (), yes=args.yes, check=args.check,
                        wait_train=args.wait_train, resume=args.resume, progress=sys.stderr)
     if args.json:
         print(json.dumps(run.report, indent=2, default=str))

@@ -50,6 +50,8 @@ def cmd_status(session: Session, arg: str):
     table.add_row("repo", plain(str(session.repo)))
     table.add_row("model", f"{session.settings.model} ({session.settings.engine} engine)")
     table.add_row("session", str(session.session_id))
+    for note in session.notes:
+        table.add_row("note", plain(note))
     table.add_row("serving adapter", session.engine.adapter_version or "base")
     table.add_row("feedback", ", ".join(f"{k} {v}" for k, v in session.store.feedback_counts().items()) or "none")
     if session.trainer is None:

@@ -33,12 +33,14 @@ class ScriptedApprover:
         return self.decisions.pop(0)
 
 
-def make_agent(repo: Path, replies: list[str], approver=None, learn=True):
+def make_agent(repo: Path, replies, approver=None, learn=True, repairer=None):
+    """An agent on a real store; `replies` is a list of scripted replies or a ready engine."""
     store = Store.for_repo(repo)
     session = store.start_session(repo, "scripted", "scripted")
     tools = default_tools(ToolConfig(test_command=f"{sys.executable} -m pytest -q -p no:cacheprovider"))
-    agent = Agent(ScriptedEngine(replies), store, session, Workspace(repo), tools,
-                  approver or ScriptedApprover(), FeedbackRecorder(store, learn=learn), system_prompt="sys")
+    engine = replies if isinstance(replies, ScriptedEngine) else ScriptedEngine(replies)
+    agent = Agent(engine, store, session, Workspace(repo), tools, approver or ScriptedApprover(),
+                  FeedbackRecorder(store, learn=learn), system_prompt="sys", repairer=repairer)
     return agent, store
 
 
@@ -163,10 +165,15 @@ def test_resume_replays_the_stored_conversation(repo):
     assert again.messages == agent.messages and again.last_reply_id == agent.last_reply_id
 
 
-def test_an_identical_repeated_call_is_refused_not_rerun(repo):
+def test_an_identical_repeated_call_is_refused_and_ends_the_turn(repo):
+    """Issue 16: the bundled model repeated one run_tests call until the budget ran out; a repeat is
+    refused (and is feedback) and the turn ends with a plain message instead."""
     grep = call("grep", pattern="nothing matches this")
-    agent, store = make_agent(repo, [grep, grep, "I could not find it."])
+    engine = ScriptedEngine([grep, grep, grep, "never reached"])
+    agent, store = make_agent(repo, engine)
     result = agent.ask("find it")
     assert [c.decision for c in result.calls] == ["auto", "refused"]
-    assert "exact call" in result.calls[1].output and result.final_text == "I could not find it."
-    assert [f["kind"] for f in result.feedback] == ["tool_error"]
+    assert "exact call" in result.calls[1].output
+    assert result.stop_reason == "repeated_call" and "repeat the same tool call" in result.final_text
+    assert [f["kind"] for f in result.feedback] == ["tool_error"] and result.turns == 2
+    assert len(engine.calls) == 2  # the budget was not spent

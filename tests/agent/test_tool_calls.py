@@ -12,6 +12,7 @@ from continualcode.agent.tool_calls import (
     STOP_STRINGS,
     ParsedTurn,
     ToolCall,
+    example_call,
     parse_tool_call,
     render_call_error,
     render_tool_call,
@@ -209,9 +210,38 @@ def test_system_prompt_teaches_every_tool_with_a_parsable_example():
         block = re.search(rf'<tool name="{name}">.*?</tool>', prompt, flags=re.S)
         assert block is not None, name
         turn = parse_tool_call(block.group(0))
-        assert turn.error is None and turn.call.name == name and turn.call.args == tool.example
+        assert turn.error is None and turn.call.name == name and turn.call.args == example_call(tool).args
     assert set(TOOLS) <= set(examples)
     assert len(prompt) < 4500  # a 0.5B model's attention is short; keep the prompt small
+
+
+def test_examples_are_placeholders_or_the_repos_own_files_never_code(tmp_path):
+    """Issue 16: the model edited `def total(prices)`, the edit tool's example, in a repo without it."""
+    (tmp_path / "inventory.py").write_text("STOCK = {}\n")
+    (tmp_path / "test_inventory.py").write_text("")
+    prompt = system_prompt(TOOLS, "Repository r: inventory.py, test_inventory.py", repo=tmp_path)
+    assert "def " not in prompt and "return " not in prompt and "total(prices)" not in prompt
+    assert '<arg name="path">inventory.py</arg>' in prompt  # the repo's own code file, not a test
+    for tool in TOOLS.values():
+        for value in example_call(tool, "inventory.py").args.values():
+            assert value == "inventory.py" or value.startswith("(") or value in ("*.py", "PATH/TO/FILE"), value
+
+
+def test_agents_md_reaches_the_system_prompt_and_a_bad_one_is_a_note(tmp_path):
+    from continualcode.agent.system_prompt import project_instructions
+
+    (tmp_path / "AGENTS.md").write_text("Run `make check` before you answer.\n")
+    (tmp_path / "CONVENTIONS.md").write_bytes(b"\xff\xfe not utf-8")
+    found = project_instructions(tmp_path)
+    assert found.sources == ["AGENTS.md"] and "CONVENTIONS.md ignored" in found.notes[0]
+    prompt = system_prompt(TOOLS, "r", repo=tmp_path, instructions=found.text)
+    assert "Run `make check` before you answer." in prompt and "From AGENTS.md" in prompt
+    (tmp_path / "AGENTS.md").unlink()
+    (tmp_path / "AGENTS.md").mkdir()
+    assert "AGENTS.md ignored" in project_instructions(tmp_path).notes[0]
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert project_instructions(empty).text == "" and project_instructions(empty).notes == []
 
 
 def test_system_prompt_accepts_a_template_and_a_tool_list():

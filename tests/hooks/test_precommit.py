@@ -44,7 +44,8 @@ def repo(git_repo: Path, monkeypatch) -> Path:
 
 
 def configure(repo: Path, **extra: str) -> None:
-    lines = [f'test_command = "{sys.executable} -m pytest -q -p no:cacheprovider"']
+    # the scripted --fix runs drive the tool loop; the repair flow has its own tests (tests/agent)
+    lines = [f'test_command = "{sys.executable} -m pytest -q -p no:cacheprovider"', "repair = false"]
     lines += [f"{key} = {json.dumps(value)}" for key, value in extra.items()]
     path = repo / ".continualcode" / "config.toml"
     path.parent.mkdir(exist_ok=True)

@@ -21,8 +21,8 @@ import pytest
 from continualcode.agent.tool_calls import ToolCall, render_tool_call
 from continualcode.config import Settings
 from continualcode.engines.scripted import ScriptedEngine
-from continualcode.solve.scratch import PatchConflict, ScratchTree, apply_patch
 from continualcode.solve.solver import FIRST, RETRY, Solver, finish
+from continualcode.tools.scratch import PatchConflict, ScratchTree, apply_patch
 
 CHECK = f"{sys.executable} -B check_app.py"  # cheaper than pytest on a loaded 2-core machine
 TASK = "Make add return the sum of its arguments."
@@ -200,8 +200,12 @@ def test_sigkilled_solve_leaves_tree_and_registry_unchanged(repo, tmp_path):
         if child.poll() is None:
             os.killpg(child.pid, signal.SIGKILL)
             child.wait()
-        if marker.exists():  # the check runs in its own process group; the killed solve left it behind
-            os.killpg(int(marker.read_text().split()[1]), signal.SIGKILL)
+        if marker.exists():  # the check's supervisor dies with the solve and takes the check with it
+            check = int(marker.read_text().split()[1])
+            deadline = time.monotonic() + 10
+            while Path(f"/proc/{check}").exists() and time.monotonic() < deadline:
+                time.sleep(0.1)
+            assert not Path(f"/proc/{check}").exists(), "the killed solve left its check running"
             shutil.rmtree(Path(marker.read_text().split()[0]).parent, ignore_errors=True)
     assert user_state(repo) == before
     assert _registry_state(registry.root) == registry_before

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import sqlite3
 import subprocess
 import sys
 from pathlib import Path
@@ -17,10 +18,11 @@ from continualcode.engines.scripted import ScriptedEngine
 from continualcode.store.db import Store
 from continualcode.ui.headless import HEADLESS_REFUSAL, run_headless
 from tests.conftest import trust_repo_config
+from tests.store.damage import DAMAGE, make_store, truncate, write_lock_held
 
 REPORT_KEYS = {"task", "exit_code", "status", "stop_reason", "final_message", "tests_passed", "tool_calls",
                "refused_tools", "feedback", "examples_queued", "adapter", "train", "notices", "session_id",
-               "seconds", "error"}
+               "seconds", "error", "turns", "repair"}
 
 
 def call(name: str, **args: str) -> str:
@@ -37,7 +39,8 @@ def repo(git_repo: Path) -> Path:
     (git_repo / "test_app.py").write_text("from app import add\n\ndef test_add():\n    assert add(1, 2) == 3\n")
     config = git_repo / ".continualcode" / "config.toml"
     config.parent.mkdir()
-    config.write_text(f'test_command = "{sys.executable} -m pytest -q -p no:cacheprovider"\n')
+    # These tests drive the tool loop with scripted tool calls; the repair flow has its own tests.
+    config.write_text(f'test_command = "{sys.executable} -m pytest -q -p no:cacheprovider"\nrepair = false\n')
     trust_repo_config(git_repo)
     return git_repo
 
@@ -108,8 +111,8 @@ def test_no_learn_records_feedback_but_queues_nothing(repo):
 
 
 def test_turn_limit_exits_1(repo):
-    read = call("read_file", path="app.py")
-    done = cli(repo, [read, read, read], "-p", "look around", "--json", "--max-turns", "2")
+    read, other = call("read_file", path="app.py"), call("read_file", path="test_app.py")
+    done = cli(repo, [read, other, read], "-p", "look around", "--json", "--max-turns", "2")
     out = report(done)
     assert done.returncode == 1 and out["stop_reason"] == "max_turns" and len(out["tool_calls"]) == 2
 
@@ -178,3 +181,78 @@ def test_wait_train_waits_for_a_real_sdpo_step_and_reports_the_new_adapter(repo,
     assert out["adapter"]["produced"] == ["v0001"] and out["adapter"]["used"] is None
     assert engine.adapter_version == "v0001"  # hot-swapped into the serving engine
     assert Store.for_repo(repo).example(out["examples_queued"][0])["status"] == "trained"
+
+
+# -- store errors (issue 13, item 11): a clear message, exit 2, and still one JSON object ------------
+
+
+ADVICE = {"truncated": "Move it aside", "garbage": "Move it aside", "zeroed page": "Move it aside",
+          "newer schema": "upgrade continualcode"}
+
+
+@pytest.mark.parametrize("kind", list(DAMAGE))
+def test_a_bad_store_gives_exit_2_and_one_json_report(repo, kind):
+    path = repo / ".continualcode" / "store.db"
+    make_store(path)
+    DAMAGE[kind](path)
+    done = cli(repo, ["Done."], "-p", "fix add", "--json")
+    assert done.returncode == 2, done.stderr
+    out = report(done)  # exactly one JSON object on stdout
+    assert (out["exit_code"], out["status"], out["stop_reason"], out["session_id"]) == (2, "failed", "error", None)
+    assert out["error"].startswith(f"store error: {path}") and ADVICE[kind] in out["error"]
+    assert "Traceback" not in done.stderr
+
+
+def test_a_bad_store_without_json_says_what_to_do_on_stderr(repo):
+    path = repo / ".continualcode" / "store.db"
+    make_store(path)
+    truncate(path)
+    done = cli(repo, ["Done."], "-p", "fix add")
+    assert done.returncode == 2 and done.stdout.strip() == ""
+    assert f"continualcode: store error: {path} is damaged" in done.stderr and "mkdir -p" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_a_held_write_lock_gives_exit_2_and_one_json_report(repo):
+    """Another process holds the write lock past the busy timeout (shortened to 0.5 s here)."""
+    path = repo / ".continualcode" / "store.db"
+    make_store(path)
+    script = repo.parent / "replies.json"
+    script.write_text(json.dumps(["Done."]))
+    patched = ("import sys, continualcode.store.db as db; db.BUSY_TIMEOUT_S = 0.5; "
+               "from continualcode.cli import main; sys.exit(main())")
+    with write_lock_held(path):
+        done = subprocess.run([sys.executable, "-c", patched, "--repo", str(repo), "--engine", "scripted",
+                               "--script", str(script), "-p", "fix add", "--json"],
+                              capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2, done.stderr
+    out = report(done)
+    assert "is locked" in out["error"] and "Another continualcode session" in out["error"]
+    assert "Traceback" not in done.stderr
+
+
+class DamagingEngine(ScriptedEngine):
+    """Replies from a script; while producing its first reply, the store loses a table
+    (as if another program broke the file mid-run)."""
+
+    def __init__(self, replies: list[str], path: Path):
+        super().__init__(replies)
+        self.path = path
+
+    def generate(self, messages, params, on_text=None, cancel=None):
+        if self._next == 0:
+            raw = sqlite3.connect(self.path)
+            raw.execute("DROP TABLE tool_calls")
+            raw.commit()
+            raw.close()
+        return super().generate(messages, params, on_text, cancel)
+
+
+def test_a_store_error_mid_run_still_reports_what_ran(repo):
+    settings = load_settings(repo, {"engine": "scripted", "learn": False})
+    engine = DamagingEngine([call("read_file", path="app.py"), "Done."], repo / ".continualcode" / "store.db")
+    run = run_headless(repo, settings, "read it", engine=engine)
+    out = run.report
+    assert run.exit_code == 2 and out["exit_code"] == 2 and out["session_id"] == 1
+    assert out["error"].startswith("store error: ") and "no such table: tool_calls" in out["error"]
+    assert set(out) == REPORT_KEYS

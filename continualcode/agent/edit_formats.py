@@ -1,0 +1,304 @@
+"""How a candidate fix is written: three forms a small model can be asked for, and their parsers.
+
+- ``whole``: the complete corrected file (``### path`` then a fenced block).
+  Easiest to write, costly in tokens for anything but small files.
+- ``search_replace``: aider-style blocks (``path``, ``<<<<<<< SEARCH``, the
+  current lines, ``=======``, the new lines, ``>>>>>>> REPLACE``). Short;
+  the current lines must be copied (matched leniently: trailing spaces and a
+  consistent indentation shift are forgiven).
+- ``lines``: files are shown numbered; the reply names ``path:START-END``
+  (or ``path:LINE``) and gives the new lines in a fenced block. Shortest;
+  needs the model to read the numbers right.
+- ``function``: the corrected function (or method), whole, in a fenced
+  block; it replaces the function of the same name (a new name is added to
+  the module the tests import it from). Between the other two in length, and
+  the unit a code model has seen most often.
+
+Each parser returns the new full text of every file it changes, so the repair
+flow applies any form the same way. Which one ships as the default was
+measured on the public agent benchmark (docs/agent.md).
+"""
+
+from __future__ import annotations
+
+import ast
+import re
+from dataclasses import dataclass
+from typing import Protocol
+
+
+class CandidateError(ValueError):
+    """A reply that is not a usable fix; the message says why (it is the candidate's feedback)."""
+
+
+_FENCE = re.compile(r"```[ \t]*[\w+-]*[ \t]*\n(?P<body>.*?)(?:\n```|\Z)", re.DOTALL)
+_HEADER = re.compile(r"^(?:#+\s*|File:\s*|\*\*)?`?(?P<path>[\w./-]+\.\w+)`?(?:\*\*)?\s*:?\s*$", re.MULTILINE)
+
+
+def number_lines(text: str) -> str:
+    return "\n".join(f"{i:>4}| {line}" for i, line in enumerate(text.splitlines(), 1))
+
+
+class EditFormat(Protocol):
+    name: str
+
+    def show(self, path: str, text: str) -> str: ...
+    def instructions(self, editable: list[str]) -> str: ...
+    def parse(self, reply: str, files: dict[str, str]) -> dict[str, str]: ...
+    def max_new_tokens(self, files: dict[str, str]) -> int: ...
+
+
+def _fenced(path: str, text: str) -> str:
+    return f"### {path}\n```python\n{text.rstrip()}\n```"
+
+
+def check_python(path: str, text: str) -> None:
+    if path.endswith(".py"):
+        try:
+            ast.parse(text)
+        except SyntaxError as exc:
+            raise CandidateError(f"{path} would not parse: {exc.msg} (line {exc.lineno})") from None
+
+
+@dataclass(frozen=True)
+class WholeFile:
+    name: str = "whole"
+
+    def show(self, path: str, text: str) -> str:
+        return _fenced(path, text)
+
+    def instructions(self, editable: list[str]) -> str:
+        target = editable[0] if editable else "the file"
+        return (f"Reply with the complete corrected file: first a line `### {target}` (the file's path), then "
+                "the whole file in one ```python block, every line, changed or not. Change only what the fix "
+                "needs. Do not change the tests.")
+
+    def parse(self, reply: str, files: dict[str, str]) -> dict[str, str]:
+        blocks = [(m.start(), m.group("body")) for m in _FENCE.finditer(reply)]
+        if not blocks:
+            raise CandidateError("the reply has no ```python block with the corrected file")
+        editable = [p for p in files if p in reply] or list(files)
+        out: dict[str, str] = {}
+        for start, body in blocks:
+            headers = [m for m in _HEADER.finditer(reply, 0, start) if m.group("path") in files]
+            path = headers[-1].group("path") if headers else (editable[0] if len(blocks) == 1 else None)
+            if path is None or path in out:
+                continue
+            out[path] = body.rstrip("\n") + "\n"
+        if not out:
+            raise CandidateError("no code block could be matched to one of the files shown")
+        return out
+
+    def max_new_tokens(self, files: dict[str, str]) -> int:
+        longest = max((len(t) for t in files.values()), default=400)
+        return min(1024, 40 + longest // 3)
+
+
+_SR_BLOCK = re.compile(r"(?P<path>[^\n`]*?)\n*(?:```[\w-]*\n)?<{5,9} ?SEARCH\n(?P<search>.*?)\n?={5,9}\n"
+                       r"(?P<replace>.*?)\n?>{5,9} ?REPLACE", re.DOTALL)
+
+
+@dataclass(frozen=True)
+class SearchReplace:
+    name: str = "search_replace"
+
+    def show(self, path: str, text: str) -> str:
+        return _fenced(path, text)
+
+    def instructions(self, editable: list[str]) -> str:
+        target = editable[0] if editable else "app.py"
+        return ("Reply with the fix as a search/replace block: the file's path on its own line, then\n"
+                "<<<<<<< SEARCH\n(the current lines to change, copied exactly)\n=======\n(the new lines)\n"
+                f">>>>>>> REPLACE\nFor example, to change a line of {target}:\n{target}\n<<<<<<< SEARCH\n"
+                "    old line\n=======\n    new line\n>>>>>>> REPLACE\n"
+                "Keep the blocks short: only the lines that change. Do not change the tests.")
+
+    def parse(self, reply: str, files: dict[str, str]) -> dict[str, str]:
+        out: dict[str, str] = {}
+        blocks = list(_SR_BLOCK.finditer(reply))
+        if not blocks:
+            raise CandidateError("the reply has no <<<<<<< SEARCH / ======= / >>>>>>> REPLACE block")
+        for block in blocks:
+            named = block.group("path").strip().strip("`*#: ")
+            path = named if named in files else (next(iter(files)) if len(files) == 1 else None)
+            if path is None:
+                path = next((p for p in files if p.endswith(named) or named.endswith(p)), None) if named else None
+            if path is None:
+                raise CandidateError(f"the block names {named!r}, which is not one of the files shown")
+            current = out.get(path, files[path])
+            out[path] = replace_lines(current, block.group("search"), block.group("replace"), path)
+        return out
+
+    def max_new_tokens(self, files: dict[str, str]) -> int:
+        return 256
+
+
+def replace_lines(text: str, search: str, replace: str, path: str) -> str:
+    """`text` with the lines `search` replaced by `replace`: exact first, then forgiving whitespace."""
+    if search and text.count(search) == 1:
+        return text.replace(search, replace, 1)
+    lines = text.splitlines()
+    want = [line.rstrip() for line in search.splitlines()]
+    while want and not want[0].strip():
+        want.pop(0)
+    while want and not want[-1].strip():
+        want.pop()
+    if not want:
+        raise CandidateError(f"the SEARCH part for {path} is empty")
+    hits = [i for i in range(len(lines) - len(want) + 1)
+            if [line.strip() for line in lines[i:i + len(want)]] == [w.strip() for w in want]]
+    if len(hits) != 1:
+        raise CandidateError(f"the SEARCH lines {'match nothing' if not hits else 'match several places'} in {path}; "
+                             "copy them exactly from the file")
+    at = hits[0]
+    shift = _indent(lines[at]) - _indent(want[0])
+    new = [(" " * shift + line if shift > 0 else line[min(-shift, _indent(line)):]) if line.strip() else line
+           for line in replace.splitlines()]
+    result = lines[:at] + new + lines[at + len(want):]
+    return "\n".join(result) + ("\n" if text.endswith("\n") else "")
+
+
+def _indent(line: str) -> int:
+    return len(line) - len(line.lstrip(" "))
+
+
+_LINES_HEADER = re.compile(r"(?P<path>[\w./-]+\.\w+)\s*:\s*(?:lines?\s*)?(?P<start>\d+)(?:\s*-\s*(?P<end>\d+))?")
+
+
+@dataclass(frozen=True)
+class LineRange:
+    name: str = "lines"
+
+    def show(self, path: str, text: str) -> str:
+        return f"### {path}\n```\n{number_lines(text)}\n```"
+
+    def instructions(self, editable: list[str]) -> str:
+        target = editable[0] if editable else "app.py"
+        return ("The files are shown with line numbers. Reply with the line range to replace and the new lines: "
+                f"a line `{target}:START-END` (or `{target}:LINE` for one line), then the new lines, without "
+                "numbers, in one ```python block. Only the lines that change. Do not change the tests.")
+
+    def parse(self, reply: str, files: dict[str, str]) -> dict[str, str]:
+        out: dict[str, str] = {}
+        edits = []
+        for block in _FENCE.finditer(reply):
+            headers = list(_LINES_HEADER.finditer(reply, 0, block.start()))
+            if not headers:
+                continue
+            header = headers[-1]
+            path = header.group("path")
+            if path not in files:
+                path = next((p for p in files if p.endswith(path)), None)
+                if path is None:
+                    raise CandidateError(f"{header.group('path')!r} is not one of the files shown")
+            start = int(header.group("start"))
+            end = int(header.group("end") or start)
+            body = re.sub(r"^ *\d+\| ?", "", block.group("body"), flags=re.MULTILINE)
+            edits.append((path, start, end, body))
+        if not edits:
+            raise CandidateError("the reply has no `path:START-END` line followed by a ```python block")
+        for path, start, end, body in sorted(edits, key=lambda e: (e[0], -e[1])):
+            lines = out.get(path, files[path]).splitlines()
+            if not 1 <= start <= end <= len(lines):
+                raise CandidateError(f"lines {start}-{end} are outside {path} (it has {len(lines)} lines)")
+            lines[start - 1:end] = body.splitlines()
+            out[path] = "\n".join(lines) + "\n"
+        return out
+
+    def max_new_tokens(self, files: dict[str, str]) -> int:
+        return 192
+
+
+@dataclass(frozen=True)
+class FunctionRewrite:
+    name: str = "function"
+
+    def show(self, path: str, text: str) -> str:
+        return _fenced(path, text)
+
+    def instructions(self, editable: list[str]) -> str:
+        return ("Reply with the corrected function: one ```python block holding the complete fixed `def` (a "
+                "method: just its `def`, indented as in the class), nothing else. Fix the bug the failing test "
+                "shows; change nothing else. Do not change the tests.")
+
+    def parse(self, reply: str, files: dict[str, str]) -> dict[str, str]:
+        blocks = [m.group("body") for m in _FENCE.finditer(reply)] or [reply]
+        out: dict[str, str] = {}
+        found = False
+        for body in blocks:
+            for name, source in _functions_in(body):
+                found = True
+                place = _place_of(name, {p: out.get(p, t) for p, t in files.items()})
+                if place is None:
+                    target = next((p for p in files if not _is_test_path(p)), None)
+                    if target is None:
+                        raise CandidateError(f"no file to add {name} to")
+                    current = out.get(target, files[target])
+                    out[target] = current.rstrip("\n") + "\n\n\n" + source.rstrip("\n") + "\n"
+                    continue
+                path, start, end, indent = place
+                lines = out.get(path, files[path]).splitlines()
+                new = _reindent(source, indent).splitlines()
+                lines[start - 1:end] = new
+                out[path] = "\n".join(lines) + "\n"
+        if not found:
+            raise CandidateError("the reply has no `def` (a complete function in a ```python block)")
+        return out
+
+    def max_new_tokens(self, files: dict[str, str]) -> int:
+        return 320
+
+
+def _is_test_path(path: str) -> bool:
+    name = path.rsplit("/", 1)[-1]
+    return name.startswith("test_") or name.endswith("_test.py") or "tests/" in path
+
+
+def _functions_in(code: str) -> list[tuple[str, str]]:
+    """(name, source) of every function defined at the top of `code` or inside its classes."""
+    text = _dedent(code)
+    try:
+        tree = ast.parse(text)
+    except SyntaxError as exc:
+        raise CandidateError(f"the function does not parse: {exc.msg} (line {exc.lineno})") from None
+    lines = text.splitlines()
+    found = []
+    for node in tree.body:
+        nodes = node.body if isinstance(node, ast.ClassDef) else [node]
+        for item in nodes:
+            if isinstance(item, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                start = min([d.lineno for d in item.decorator_list] + [item.lineno])
+                found.append((item.name, _dedent("\n".join(lines[start - 1:item.end_lineno]))))
+    return found
+
+
+def _place_of(name: str, files: dict[str, str]) -> tuple[str, int, int, int] | None:
+    """(path, first line, last line, indentation) of the one function or method called `name`."""
+    hits = []
+    for path, text in files.items():
+        if _is_test_path(path) or not path.endswith(".py"):
+            continue
+        try:
+            tree = ast.parse(text)
+        except SyntaxError:
+            continue
+        for node in ast.walk(tree):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.name == name:
+                start = min([d.lineno for d in node.decorator_list] + [node.lineno])
+                hits.append((path, start, node.end_lineno, node.col_offset))
+    if len(hits) > 1:
+        raise CandidateError(f"several functions are called {name}; cannot tell which one the fix replaces")
+    return hits[0] if hits else None
+
+
+def _dedent(code: str) -> str:
+    import textwrap
+
+    return textwrap.dedent(code.strip("\n"))
+
+
+def _reindent(source: str, indent: int) -> str:
+    return "\n".join((" " * indent + line) if line.strip() else line for line in _dedent(source).splitlines())
+
+
+FORMATS: dict[str, EditFormat] = {f.name: f for f in (WholeFile(), SearchReplace(), LineRange(), FunctionRewrite())}

@@ -1,0 +1,387 @@
+"""Test-driven repair: run the check, show the model the failure and the files, try several
+candidate fixes in a scratch copy, keep the first that makes the check pass.
+
+What a good engineer does, sized for what a 0.5B model can do: it cannot be
+trusted to explore a repository one tool call at a time, but it can often
+write a corrected line when it sees the failing assertion next to the code.
+So, for a request about failing tests or errors when a check command exists:
+
+1. run the check in the repository (approval: the check command, as for
+   run_tests); if it passes there is nothing to repair and the normal tool
+   loop takes the request;
+2. put the trimmed failure and the implicated files (continualcode.agent.failures)
+   into the conversation with instructions for one edit form
+   (continualcode.agent.edit_formats);
+3. sample `candidates` replies in one batched generation, apply each in a
+   scratch copy of the working tree (continualcode.tools.scratch), refuse any
+   that changes a test file, run the check, stop at the first pass;
+4. if none passes, show the model the closest candidate's failure and sample
+   another round, up to `rounds`;
+5. a passing fix is shown to the user as one diff (y/n/edit) and applied with
+   the write_file tool (so /undo and auto-commit see it); headless runs apply
+   it under --yes. No pass: the report says so, shows the closest attempt's
+   check output, and nothing in the user's tree changes.
+
+Every candidate is training signal: a failing one is a reprompt example whose
+feedback is its check output, and the passing one becomes the solution of
+its failed siblings (SDPO's strongest teacher: the successful sibling as a
+demonstration). Failed siblings are stored in a side session of the store
+with the conversation they answered as their x.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from continualcode.agent.edit_formats import FORMATS, CandidateError, check_python
+from continualcode.agent.failures import (
+    Failure,
+    implicated_files,
+    is_test_file,
+    read_failure,
+)
+from continualcode.agent.tool_calls import ToolCall
+from continualcode.engines.base import Completion, SamplingParams
+from continualcode.tools.scratch import PatchConflict, ScratchTree, apply_patch
+from continualcode.tools.shell import run_in_repo
+from continualcode.tools.workspace import Workspace
+
+Agent = Any
+"""continualcode.agent.loop.Agent (not imported: the loop imports this module's caller side)."""
+RequestResult = Any
+
+REPAIR_WORDS = re.compile(
+    r"\b(tests?|failing|fails?|failed|failure|errors?|exceptions?|traceback|crash\w*|bugs?|broken|fix\w*|"
+    r"pytest|raises?)\b", re.IGNORECASE)
+CONTEXT = """The check `{check}` fails:
+
+{failure}
+
+The files involved:
+
+{files}
+
+{instructions}"""
+RETRY = """That fix did not work: the check `{check}` still fails ({detail}):
+
+{failure}
+
+Write a different fix. {instructions}"""
+FEEDBACK = "The check `{check}` failed with this fix (exit code {exit_code}):\n{failure}"
+LARGE_FILE_CHARS = 12_000
+"""Files longer than this are shown around the implicated lines instead of whole."""
+
+
+def wants_repair(request: str) -> bool:
+    """Is the request about failing tests or errors (so running the check first is the right start)?"""
+    return bool(REPAIR_WORDS.search(request))
+
+
+@dataclass
+class RepairConfig:
+    """How hard the repair flow tries; defaults chosen on the public agent benchmark (docs/agent.md)."""
+
+    candidates: int = 8
+    """Candidate fixes sampled per round, in one batch."""
+    rounds: int = 2
+    """Rounds of candidates; a later round sees the closest failure so far."""
+    edit_format: str = "search_replace"
+    """How candidates are written: whole, search_replace or lines (continualcode.agent.edit_formats)."""
+    temperature: float = 0.8
+    check_timeout: float = 120.0
+    time_budget: float = 600.0
+    """Seconds after which no new round starts."""
+    max_files: int = 4
+
+
+@dataclass
+class Candidate:
+    round: int
+    index: int
+    completion: Completion
+    edits: dict[str, str] = field(default_factory=dict)
+    error: str | None = None          # unusable reply: why
+    passed: bool = False
+    exit_code: int | None = None
+    failure: Failure | None = None
+    diff: str = ""
+    message_id: int | None = None
+    duplicate_of: int | None = None
+
+
+@dataclass
+class RepairOutcome:
+    status: str                        # fixed | unfixed | no_failure | declined | no_check
+    check: str | None = None
+    candidates: list[Candidate] = field(default_factory=list)
+    winner: Candidate | None = None
+    rounds: int = 0
+    seconds: float = 0.0
+    initial_failure: Failure | None = None
+    applied: bool = False
+
+    def summary(self) -> dict:
+        best = self.winner or _closest(self.candidates)
+        return {"status": self.status, "check": self.check, "rounds": self.rounds,
+                "candidates_tried": sum(1 for c in self.candidates if c.duplicate_of is None),
+                "candidates_sampled": len(self.candidates),
+                "unusable": sum(1 for c in self.candidates if c.error), "applied": self.applied,
+                "passed_candidate": None if self.winner is None else f"{self.winner.round}.{self.winner.index}",
+                "best_score": None if best is None or best.failure is None else best.failure.score,
+                "seconds": round(self.seconds, 2)}
+
+
+class Repairer:
+    """The repair flow for one agent; `Agent.ask` calls `try_repair` for requests it applies to."""
+
+    def __init__(self, config: RepairConfig | None = None, check: str | None = None) -> None:
+        self.config = config or RepairConfig()
+        self.check_override = check
+        if self.config.edit_format not in FORMATS:
+            raise ValueError(f"unknown edit format {self.config.edit_format!r}; choose one of {', '.join(FORMATS)}")
+        self.format = FORMATS[self.config.edit_format]
+
+    # -- entry ---------------------------------------------------------------------------------
+    def try_repair(self, agent: Agent, request: str, result: RequestResult, cancel=None) -> bool:
+        """Run the flow for `request`; False when it does not apply (the tool loop takes over)."""
+        started = time.monotonic()
+        if "run_tests" not in agent.tools or not (self.check_override or wants_repair(request)):
+            return False
+        check = self.check_override or agent.tools["run_tests"].command(agent.workspace)
+        if not check:
+            return False
+        outcome = RepairOutcome("no_failure", check=check)
+        if not self._allowed(agent, check):
+            return False
+        agent.events.on_notice(f"running the check: {check}")
+        first = run_in_repo(check, agent.workspace, agent.tools["run_tests"].config, self.config.check_timeout)
+        if first.ok:
+            agent.events.on_notice("the check passes already; nothing to repair")
+            return False
+        failure = read_failure(first.output, agent.workspace.root)
+        outcome.initial_failure = failure
+        files = {p: (agent.workspace.root / p).read_text(errors="replace")
+                 for p in implicated_files(failure, agent.workspace.root, limit=self.config.max_files)}
+        if not files:
+            return False
+        agent.events.on_notice(f"the check fails ({_detail(failure)}); looking at {', '.join(files)}")
+        agent.append_message("user", CONTEXT.format(check=check, failure=failure.output,
+                                                    files=self._show(files, failure),
+                                                    instructions=self.format.instructions(list(files))))
+        with ScratchTree.create(agent.workspace.root) as scratch:
+            self._rounds(agent, scratch, check, files, outcome, started, cancel)
+        outcome.seconds = time.monotonic() - started
+        self._finish(agent, request, outcome, result)
+        return True
+
+    def _show(self, files: dict[str, str], failure: Failure) -> str:
+        """Each file as the edit form wants it; a large one only around the lines the failure names."""
+        parts = []
+        for path, text in files.items():
+            note = " (a test: read it, do not change it)" if is_test_file(path) else ""
+            if len(text) > LARGE_FILE_CHARS:
+                lines = text.splitlines()
+                marks = [line for p, line in failure.frames if p == path] or [1]
+                low, high = max(1, min(marks) - 40), min(len(lines), max(marks) + 40)
+                parts.append(f"### {path}{note} (lines {low}-{high} of {len(lines)})\n```\n"
+                             + "\n".join(f"{i:>4}| {lines[i - 1]}" for i in range(low, high + 1)) + "\n```")
+            else:
+                shown = self.format.show(path, text)
+                parts.append(shown.replace(f"### {path}", f"### {path}{note}", 1) if note else shown)
+        return "\n\n".join(parts)
+
+    # -- rounds --------------------------------------------------------------------------------
+    def _rounds(self, agent: Agent, scratch: ScratchTree, check: str, files: dict[str, str],
+                outcome: RepairOutcome, started: float, cancel) -> None:
+        seen: dict[str, int] = {}
+        for number in range(1, self.config.rounds + 1):
+            outcome.rounds = number
+            agent.events.on_notice(f"round {number}: sampling {self.config.candidates} candidate fixes")
+            params = SamplingParams(max_new_tokens=self.format.max_new_tokens(files),
+                                    temperature=self.config.temperature, seed=agent.sampling.seed)
+            completions = sample(agent.engine, agent.messages, params, self.config.candidates, cancel)
+            for index, completion in enumerate(completions, 1):
+                candidate = Candidate(number, index, completion)
+                outcome.candidates.append(candidate)
+                self._evaluate(candidate, scratch, check, files, agent, seen)
+                agent.events.on_notice(f"candidate {number}.{index}: {_verdict(candidate)}")
+                if candidate.passed:
+                    outcome.winner, outcome.status = candidate, "fixed"
+                    return
+            outcome.status = "unfixed"
+            if number == self.config.rounds or time.monotonic() - started > self.config.time_budget \
+                    or (cancel is not None and cancel.is_set()):
+                return
+            closest = _closest(outcome.candidates[-len(completions):])
+            if closest is None:
+                return
+            agent.append_message("assistant", closest.completion.text, closest.completion)
+            failure = closest.failure.output if closest.failure else closest.error or ""
+            agent.append_message("user", RETRY.format(check=check, failure=failure, detail=_verdict(closest),
+                                                      instructions=self.format.instructions(list(files))))
+
+    def _evaluate(self, candidate: Candidate, scratch: ScratchTree, check: str, files: dict[str, str],
+                  agent: Agent, seen: dict[str, int]) -> None:
+        """Parse, refuse test edits, apply in the scratch copy, run the check."""
+        try:
+            edits = self.format.parse(candidate.completion.text, files)
+            for path, text in edits.items():
+                if is_test_file(path):
+                    raise CandidateError(f"the fix changes the test file {path}; fixes must not change the tests")
+                check_python(path, text)
+            edits = {p: t for p, t in edits.items() if t != files[p]}
+            if not edits:
+                raise CandidateError("the fix changes nothing")
+        except CandidateError as exc:
+            candidate.error = str(exc)
+            return
+        candidate.edits = edits
+        candidate.diff = unified_diff(files, edits)
+        if candidate.diff in seen:
+            earlier = seen[candidate.diff]
+            candidate.duplicate_of = earlier
+            return
+        seen[candidate.diff] = candidate.index
+        scratch.reset()
+        for path, text in edits.items():
+            (scratch.root / path).write_text(text)
+        done = run_in_repo(check, Workspace(scratch.root), agent.tools["run_tests"].config, self.config.check_timeout)
+        candidate.passed, candidate.exit_code = done.ok, done.exit_code
+        candidate.failure = None if done.ok else read_failure(done.output.replace(f"{scratch.root}/", ""),
+                                                              scratch.root)
+
+    # -- approval, applying, learning -----------------------------------------------------------------
+    def _allowed(self, agent: Agent, check: str) -> bool:
+        tool = agent.tools["run_tests"]
+        if not tool.needs_approval or "run_tests" in agent.always:
+            return True
+        budget = self.config.candidates * self.config.rounds
+        decision = agent.approver.approve(ToolCall("run_tests", {}), (
+            f"$ {check}\n(then the same check on up to {budget} candidate fixes, each in a scratch copy of the "
+            "repository; your files change only if you accept a fix)"))
+        if decision.kind == "always":
+            agent.always.add("run_tests")
+        return decision.kind in ("yes", "always", "edit", "auto")
+
+    def _finish(self, agent: Agent, request: str, outcome: RepairOutcome, result: RequestResult) -> None:
+        check = outcome.check
+        winner = outcome.winner
+        shown = winner or _closest(outcome.candidates)
+        if shown is not None:
+            shown.message_id = agent.append_message("assistant", shown.completion.text, shown.completion)
+            agent.last_reply_id = shown.message_id
+            result.adapter_version = shown.completion.adapter_version
+        self._record_siblings(agent, request, outcome)
+        result.repair = outcome
+        if winner is None:
+            result.stop_reason = "unfixed"
+            result.tests_passed = False
+            closest = "" if shown is None or shown.failure is None else (
+                f"\nThe closest attempt ({_detail(shown.failure)}):\n{shown.diff}\n{shown.failure.output}")
+            result.final_text = (f"No candidate fix made `{check}` pass ({len(outcome.candidates)} tried in "
+                                 f"{outcome.rounds} round(s)). Nothing in your files was changed.{closest}")
+            return
+        decision = agent.approve_change(winner.diff)
+        if decision.kind == "no":
+            agent.record_feedback(result, "denial", f"The user did not apply the fix. Reason: "
+                                  f"{decision.reason or 'no reason given'}", winner.message_id)
+            result.stop_reason, result.final_text = "denied", "The fix was not applied."
+            return
+        edited = (decision.args or {}).get("diff") if decision.kind == "edit" else None
+        if edited is not None and edited.strip() != winner.diff.strip():
+            try:  # the user's corrected diff is what lands, and what the reply learns from
+                apply_patch(agent.workspace.root, edited)
+            except PatchConflict as exc:
+                result.stop_reason, result.final_text = "refused", f"The edited diff does not apply: {exc}"
+                return
+            agent.record_feedback(result, "edit", "The user corrected the fix before applying it.",
+                                  winner.message_id, solution=edited)
+        else:
+            for path, text in winner.edits.items():
+                agent.write_file(path, text, winner.message_id, result)
+        outcome.applied = True
+        final = run_in_repo(check, agent.workspace, agent.tools["run_tests"].config, self.config.check_timeout)
+        result.tests_passed = final.ok
+        result.stop_reason = "answered"
+        result.final_text = (f"Fixed: the check `{check}` {'passes' if final.ok else 'still FAILS in your tree'} "
+                             f"after this change ({len(outcome.candidates)} candidate(s) tried):\n{winner.diff}")
+
+    def _record_siblings(self, agent: Agent, request: str, outcome: RepairOutcome) -> None:
+        """Failed candidates → reprompt examples (x = the conversation they answered); the winner →
+        their solution."""
+        recorder, store = agent.recorder, agent.store
+        if not recorder.learn:
+            return
+        side = None
+        failed_ids: list[int] = []
+        for candidate in outcome.candidates:
+            if candidate.passed or candidate.duplicate_of is not None or candidate is outcome.winner:
+                continue
+            if candidate.message_id is None:
+                if side is None:
+                    side = store.start_session(repo_root=str(agent.workspace.root), model=agent.engine.model_name,
+                                               engine="repair", title=f"repair candidates: {request[:60]}")
+                candidate.message_id = store.add_message(side, "assistant", candidate.completion.text,
+                                                         token_ids=candidate.completion.token_ids,
+                                                         logprobs=candidate.completion.logprobs,
+                                                         adapter_version=candidate.completion.adapter_version)
+            x = candidate.completion.extra.get("messages")
+            if candidate.error:
+                kind, text = "parse_error", f"This fix could not be used: {candidate.error}"
+            else:
+                kind, text = "test_failure", FEEDBACK.format(check=outcome.check, exit_code=candidate.exit_code,
+                                                             failure=candidate.failure.output if candidate.failure else "")
+            recorder.record(kind, text, candidate.message_id, x=x)
+            failed_ids.append(candidate.message_id)
+        if outcome.winner is not None and outcome.winner.message_id is not None:
+            recorder.mark_success(outcome.winner.message_id, failed_ids, outcome.winner.completion.text,
+                                  text=f"the check `{outcome.check}` passed with this fix")
+
+
+def sample(engine, messages: list[dict], params: SamplingParams, n: int, cancel=None) -> list[Completion]:
+    """n completions in one batch when the engine can (Engine.sample), else one at a time; each records
+    the conversation it answered (`extra["messages"]`) for the training examples."""
+    snapshot = [dict(m) for m in messages]
+    if hasattr(engine, "sample"):
+        completions = engine.sample(messages, params, n, cancel=cancel)
+    else:
+        completions = [engine.generate(messages, params, cancel=cancel) for _ in range(n)]
+    for completion in completions:
+        completion.extra["messages"] = snapshot
+    return completions
+
+
+def unified_diff(files: dict[str, str], edits: dict[str, str]) -> str:
+    parts = []
+    for path, new in edits.items():
+        parts.extend(difflib.unified_diff(files[path].splitlines(keepends=True), new.splitlines(keepends=True),
+                                          f"a/{path}", f"b/{path}"))
+    return "".join(line if line.endswith("\n") else line + "\n" for line in parts)
+
+
+def _closest(candidates: list[Candidate]) -> Candidate | None:
+    """The usable candidate that passed the most tests (ties: the earliest)."""
+    scored = [c for c in candidates if c.failure is not None or c.passed]
+    if not scored:
+        return next((c for c in candidates if c.error is None), candidates[0] if candidates else None)
+    return max(scored, key=lambda c: (1.0 if c.passed else c.failure.score, -c.round, -c.index))
+
+
+def _detail(failure: Failure) -> str:
+    if failure.passed or failure.failed:
+        return f"{failure.failed} failing, {failure.passed} passing"
+    return "it errors before any test runs"
+
+
+def _verdict(candidate: Candidate) -> str:
+    if candidate.error:
+        return f"unusable ({candidate.error})"
+    if candidate.duplicate_of is not None:
+        return f"same fix as candidate {candidate.round}.{candidate.duplicate_of}"
+    if candidate.passed:
+        return "PASSED"
+    return f"failed ({_detail(candidate.failure)})" if candidate.failure else "failed"

@@ -1,0 +1,126 @@
+"""`continualcode bench agent`: the agent benchmark's command line (continualcode.evals.agent_bench)."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import sys
+import tempfile
+from pathlib import Path
+
+from continualcode.atomic import atomic_write
+from continualcode.commands.common import add_common_flags
+from continualcode.config import EXIT_OK, Settings, UsageError
+from continualcode.engines.factory import make_engine
+from continualcode.evals.agent_bench import (
+    DEFAULT_TASKS,
+    BenchContext,
+    load_tasks,
+    remove_state,
+    run_bench,
+    shared_state,
+)
+from continualcode.ui.console import SafeConsole, plain
+
+
+def register_agent(parser: argparse.ArgumentParser) -> None:
+    add_common_flags(parser, argparse.SUPPRESS)
+    parser.add_argument("--tasks", type=Path, default=DEFAULT_TASKS, help="task JSONL file (bench/tasks/README.md)")
+    parser.add_argument("--only", action="append", default=None, metavar="ID", help="run only this task (repeatable)")
+    parser.add_argument("--limit", type=int, default=None, metavar="N", help="the first N tasks only")
+    parser.add_argument("--max-turns", type=int, default=None, help="model replies allowed per task (tool loop)")
+    parser.add_argument("--learn", dest="bench_learn", action="store_true", default=False,
+                        help="run the tasks in order against one store with the trainer on (default: --no-learn)")
+    parser.add_argument("--seed", type=int, default=0, help="sampling seed (each task derives its own)")
+    parser.add_argument("--candidates", type=int, default=None, help="repair candidates per round (setting)")
+    parser.add_argument("--rounds", type=int, default=None, help="repair rounds (setting)")
+    parser.add_argument("--edit-format", choices=["whole", "search_replace", "lines"], default=None,
+                        help="how repair candidates are written (setting edit_format)")
+    parser.add_argument("--no-repair", dest="repair", action="store_false", default=True,
+                        help="the tool loop only (the agent before the repair flow)")
+    parser.add_argument("--json", dest="bench_json", action="store_true", help="print the report as JSON")
+    parser.add_argument("--out", type=Path, default=None, help="also write the JSON report (after every task)")
+    parser.add_argument("--resume", action="store_true", help="keep the tasks --out already holds (same settings)")
+
+
+def cmd_bench_agent(args: argparse.Namespace, settings: Settings) -> int:
+    if args.resume and not args.out:
+        raise UsageError("--resume needs --out FILE: the report it continues")
+    tasks = load_tasks(args.tasks, args.only)[: args.limit or None]
+    settings = dataclasses.replace(
+        settings, learn=args.bench_learn, repair=args.repair, max_new_tokens=min(settings.max_new_tokens, 512),
+        **{k: v for k, v in (("repair_candidates", args.candidates), ("repair_rounds", args.rounds),
+                             ("edit_format", args.edit_format)) if v is not None})
+    record = {"model": settings.model, "engine": settings.engine, "tasks_file": str(args.tasks), "seed": args.seed,
+              "learn": settings.learn, "repair": settings.repair, "candidates": settings.repair_candidates,
+              "rounds": settings.repair_rounds, "edit_format": settings.edit_format, "max_turns": args.max_turns,
+              "temperature": settings.temperature}
+    done = _resumable(args.out, record) if args.resume else None
+    log = lambda line: print(line, file=sys.stderr, flush=True)  # noqa: E731
+    engine = make_engine(settings)
+    scratch = Path(tempfile.mkdtemp(prefix="continualcode-agent-bench-"))
+    context = BenchContext(engine=engine, settings=settings)
+    try:
+        if settings.learn:
+            from continualcode.adapters.registry import AdapterRegistry
+            from continualcode.session import make_trainer
+            from continualcode.store.db import Store
+
+            context.state = shared_state(scratch)
+            store = Store(context.state / "store.db")
+            registry = AdapterRegistry(context.state / "adapters")
+            context.trainer = make_trainer(store, registry, settings, engine)
+            context.trainer.start()
+
+        def save(report: dict) -> None:
+            if args.out:
+                atomic_write(args.out, json.dumps(report, indent=2).encode())
+
+        report = run_bench(tasks, context, seed=args.seed, max_turns=args.max_turns, done=done, checkpoint=save,
+                           log=log, settings_record=record)
+        save(report)
+    finally:
+        if context.trainer is not None:
+            context.trainer.stop(timeout=120)
+        remove_state(context.state)
+        engine.close()
+    if args.bench_json:
+        print(json.dumps(report, indent=2))
+    else:
+        render_report(report)
+    return EXIT_OK
+
+
+def _resumable(path: Path, record: dict) -> dict[str, dict]:
+    if not path.exists():
+        return {}
+    try:
+        earlier = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise UsageError(f"--resume: cannot read {path} ({exc})") from exc
+    if earlier.get("settings") != record:
+        raise UsageError(f"--resume: {path} was made with other settings ({earlier.get('settings')}); "
+                         f"this run: {record}")
+    return {t["id"]: t for t in earlier.get("tasks", [])}
+
+
+def render_report(report: dict, console=None) -> None:
+    from rich.table import Table
+
+    console = console or SafeConsole()
+    summary = report["summary"]
+    table = Table("tasks", "resolved", "rate (95% CI)", "median s", "turns", "tool calls", "parse failures",
+                  "candidates", title=f"bench agent · {report['settings'].get('model')}")
+    for name, block in [("all", summary["all"]), ("first half", summary["first_half"]),
+                        ("second half", summary["second_half"])] + \
+            [(f"  {kind}", b) for kind, b in summary["by_kind"].items()]:
+        if not block["tasks"]:
+            continue
+        low, high = block["ci95"]
+        table.add_row(plain(name), str(block["tasks"]), str(block["resolved"]),
+                      f"{block['resolve_rate']:.2f} ({low:.2f}-{high:.2f})", f"{block['median_seconds']:.1f}",
+                      f"{block['mean_turns']:.1f}", f"{block['mean_tool_calls']:.1f}", str(block["parse_failures"]),
+                      f"{block['mean_candidates']:.1f}")
+    console.print(table)
+    console.print(plain(f"{report['seconds']:.0f} s in all"))
