@@ -1,12 +1,17 @@
 """REPL response latency with and without the background trainer running.
 
-    python bench/latency.py [--model smollm2-135m] [--requests 4] [--tokens 32]
+    python bench/latency.py [--model qwen2.5-coder-0.5b] [--requests 4] [--tokens 32] [--queue 6]
 
 Times the same greedy request on the serving engine while the trainer is idle,
-then while the trainer thread is busy with SDPO steps (a queue of examples),
-and prints the ratio measured in this run. OMP_WAIT_POLICY=PASSIVE is set as
-the app sets it; pass --active to see the default OpenMP policy instead (it
-must be chosen before torch loads, so run the two in separate processes).
+then while the trainer thread is busy with SDPO steps, and prints the ratio
+measured in this run. "Busy" is checked, not assumed: enough feedback
+examples are queued for the whole timed window, the timing starts only once
+the trainer's `phase` says it is training and its first optimizer step has
+run (loading the training copy is not training), and the run reports how many
+SDPO steps ran during the timed requests and whether the trainer was still
+training after the last one. OMP_WAIT_POLICY=PASSIVE is set as the app sets
+it; pass --active to see the default OpenMP policy instead (it must be chosen
+before torch loads, so run the two in separate processes).
 """
 
 from __future__ import annotations
@@ -27,13 +32,11 @@ from continualcode.adapters.registry import AdapterRegistry
 from continualcode.engines.base import SamplingParams
 from continualcode.engines.embedded import EmbeddedEngine
 from continualcode.learning.trainer import Trainer
-from continualcode.models import resolve
+from continualcode.models import DEFAULT_MODEL, resolve
 from continualcode.store.db import Store
 
-sys.path.insert(0, str(Path(__file__).parent))
-from hotswap import queue_example  # noqa: E402
-
 PROMPT = [{"role": "user", "content": "Explain what a Python list comprehension is."}]
+JUDGED = [{"role": "user", "content": "List three prime numbers."}]
 
 
 def time_requests(engine, count: int, tokens: int) -> list[float]:
@@ -45,33 +48,64 @@ def time_requests(engine, count: int, tokens: int) -> list[float]:
     return times
 
 
+def queue_examples(store: Store, engine, count: int) -> None:
+    """`count` feedback examples on one sampled reply (one generation, so queueing costs one request)."""
+    session = store.start_session("/bench", "bench", "bench")
+    store.add_message(session, "user", JUDGED[0]["content"])
+    completion = engine.generate(JUDGED, SamplingParams(max_new_tokens=32))
+    reply = store.add_message(session, "assistant", completion.text, token_ids=completion.token_ids,
+                              logprobs=completion.logprobs, adapter_version=completion.adapter_version)
+    for i in range(count):
+        text = f"Answer with digits only, separated by commas. ({i})"
+        store.add_example(store.add_feedback("followup", text, reply), reply, JUDGED, text, template="hindsight")
+
+
+def wait_until_training(trainer: Trainer, timeout: float) -> float:
+    """Block until the trainer has run its first SDPO step; the seconds it took (loading included)."""
+    started = time.perf_counter()
+    while time.perf_counter() - started < timeout:
+        if trainer.steps_taken > 0 and trainer.phase.startswith("training"):
+            return time.perf_counter() - started
+        if trainer.last_error:
+            raise SystemExit(f"the trainer failed before training: {trainer.last_error}")
+        time.sleep(0.2)
+    raise SystemExit(f"the trainer did not start an SDPO step within {timeout:.0f} s (phase: {trainer.phase})")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", default="smollm2-135m")
+    parser.add_argument("--model", default=DEFAULT_MODEL)
     parser.add_argument("--requests", type=int, default=4)
     parser.add_argument("--tokens", type=int, default=32)
+    parser.add_argument("--queue", type=int, default=6, help="feedback examples queued (each one SDPO batch)")
+    parser.add_argument("--start-timeout", type=float, default=600.0)
     parser.add_argument("--active", action="store_true", help="OMP_WAIT_POLICY=ACTIVE (the OpenMP default)")
     args = parser.parse_args()
     resolved = resolve(args.model)
     engine = EmbeddedEngine(resolved, dtype="auto")
     with tempfile.TemporaryDirectory() as tmp:
         store = Store(Path(tmp) / "store.db")
-        trainer = Trainer(store, AdapterRegistry(Path(tmp) / "adapters"), resolved, engine=None, steps_per_feedback=2)
+        trainer = Trainer(store, AdapterRegistry(Path(tmp) / "adapters"), resolved, engine=None)
         time_requests(engine, 1, 8)  # warm-up
         idle = time_requests(engine, args.requests, args.tokens)
-        for i in range(args.requests * 3):
-            queue_example(store, engine, f"Be more concise. ({i})")
-        trainer._ensure_model()
+        queue_examples(store, engine, args.queue)
         trainer.start()
         trainer.wake()
-        time.sleep(1.0)
+        waited = wait_until_training(trainer, args.start_timeout)
+        steps_before = trainer.steps_taken
         busy = time_requests(engine, args.requests, args.tokens)
-        steps = trainer.steps_done
-        trainer.stop(timeout=600)
+        steps = trainer.steps_taken - steps_before
+        still = trainer.phase.startswith("training")
+        left = store.queue_length()
+        trainer.stop(timeout=1200)
         store.close()
     print(f"OMP_WAIT_POLICY={os.environ['OMP_WAIT_POLICY']}, model {args.model}, {args.tokens} tokens per request")
     print(f"idle trainer:  median {statistics.median(idle):.2f} s per request")
-    print(f"busy trainer:  median {statistics.median(busy):.2f} s per request ({steps} SDPO steps meanwhile)")
+    print(f"busy trainer:  median {statistics.median(busy):.2f} s per request ({steps} SDPO steps during the "
+          f"{len(busy)} timed requests; first step {waited:.0f} s after the trainer started; "
+          f"{'still training' if still else 'NOT training'} after the last request, {left} examples queued)")
+    if steps == 0 or not still:
+        print("warning: the trainer was not busy for the whole timed window; raise --queue")
     print(f"ratio busy/idle: {statistics.median(busy) / statistics.median(idle):.2f}")
 
 

@@ -5,8 +5,11 @@
 Rows are scenarios; each report brings its methods, a later report's method
 replacing an earlier one's (so a tuning run's `sdpo` can sit beside the base,
 icl and sft of the first run). `--label NAME=FILE` adds FILE's sdpo as an extra
-column named NAME (other settings, side by side). Reports must share model,
-samples, seed, temperature and answer length.
+column named NAME (other settings, side by side, e.g. one recipe lever per
+report). Reports must share model, samples, seed, temperature and answer
+length. Under the overall row: 95 % bootstrap intervals (items resampled within
+scenarios, fixed seed) of eval, general and eval − base where the reports hold
+per-item results, and seconds per feedback event where they were recorded.
 """
 
 from __future__ import annotations

@@ -24,23 +24,43 @@ if TYPE_CHECKING:  # torch loads only when a bench runs, not when the CLI parser
 
 
 def register_bench(parser: argparse.ArgumentParser) -> None:
+    from continualcode.commands.bench_agent import register_agent
     from continualcode.commands.common import add_common_flags
     from continualcode.commands.discover import register_arguments as register_discover
 
     actions = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
     register_discover(actions.add_parser("discover", help="sdpo vs best-of-k vs multi-turn on HumanEval (docs/discovery.md)"))
+    register_agent(actions.add_parser("agent", help="does the agent fix real bugs? resolve rate (docs/agent.md)"))
     parser = actions.add_parser("learn", help="learn: the learning benchmark (docs/learning.md)")
     add_common_flags(parser, argparse.SUPPRESS)
     parser.add_argument("--scenarios", type=Path, default=DEFAULT_SCENARIOS, help="scenario JSONL file")
     parser.add_argument("--method", action="append", choices=METHODS, default=None,
-                        help="method to run (repeatable; default all: base, icl, sdpo, sft)")
+                        help="method to run (repeatable; default all: base, icl, icl-instruction, sdpo, sft)")
     parser.add_argument("--only", action="append", default=None, metavar="ID", help="run only this scenario (repeatable)")
-    parser.add_argument("--steps-per-feedback", type=int, default=None, help="SDPO/SFT steps per train item (default: preset)")
+    parser.add_argument("--steps-per-feedback", type=int, default=None,
+                        help="SDPO/SFT steps per train item, per round with --rounds (default: preset)")
     parser.add_argument("--samples", type=int, default=4, help="answers sampled per eval/general item")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--lr", type=float, default=None, help="learning rate (default: the model's LoRA preset)")
     parser.add_argument("--alpha", type=float, default=None, help="SDPO alpha (default: SDPOConfig)")
     parser.add_argument("--teacher", choices=["ema", "trust_region", "base", "live"], default=None)
+    levers = parser.add_argument_group("feedback-event recipe (issue 15; each lever one flag, docs/sdpo.md)")
+    levers.add_argument("--support", choices=["student", "union", "full"], default=None,
+                        help="token ids the divergence compares on (default: SDPOConfig, the student's top-K)")
+    levers.add_argument("--rollouts", type=int, default=0, metavar="G",
+                        help="fresh responses sampled per round for the judged prompt (default 0: y only)")
+    levers.add_argument("--rounds", type=int, default=1, metavar="R",
+                        help="rounds of sampling + --steps-per-feedback steps (default 1)")
+    levers.add_argument("--expand", type=int, default=0, metavar="N",
+                        help="other prompts the feedback is distilled on: earlier train prompts, then "
+                        "model-written ones (default 0)")
+    levers.add_argument("--teacher-samples", type=float, default=0.0, metavar="F",
+                        help="fraction of the G responses sampled from the teacher context (default 0; "
+                        "with G = 0, F > 0 adds one per round)")
+    levers.add_argument("--replay", action="store_true",
+                        help="replay general prompts against the pre-update weights (forgetting control)")
+    levers.add_argument("--cache-teacher", action="store_true",
+                        help="one teacher pass per round instead of per step (EMA moves at the round's end)")
     parser.add_argument("--max-new-tokens", type=int, default=64)
     parser.add_argument("--temperature", type=float, default=0.3,
                         help="sampling temperature for train and eval answers (default 0.3: near the REPL's 0.2, "
@@ -63,17 +83,28 @@ def train_settings(args: argparse.Namespace, model_name: str) -> TrainSettings:
     from continualcode.learning.types import SDPOConfig
 
     preset, defaults = preset_for(model_name), SDPOConfig()
-    return TrainSettings(
+    settings = TrainSettings(
         steps_per_feedback=args.steps_per_feedback or preset.steps_per_feedback,
         learning_rate=args.lr if args.lr is not None else preset.learning_rate,
         alpha=args.alpha if args.alpha is not None else defaults.alpha,
         teacher=args.teacher or defaults.teacher,
         teacher_update_rate=defaults.teacher_update_rate,
         max_new_tokens=args.max_new_tokens, temperature=args.temperature,
+        support=args.support or defaults.support, rollouts=args.rollouts, rounds=args.rounds, expand=args.expand,
+        teacher_samples=args.teacher_samples, replay=args.replay, cache_teacher=args.cache_teacher,
     )
+    try:
+        settings.recipe()
+    except ValueError as exc:
+        raise UsageError(f"bench learn: {exc}") from exc
+    return settings
 
 
 def cmd_bench(args: argparse.Namespace, settings: Settings) -> int:
+    if args.action == "agent":
+        from continualcode.commands.bench_agent import cmd_bench_agent
+
+        return cmd_bench_agent(args, settings)
     if args.action == "discover":
         from continualcode.commands.discover import cmd_discover
 

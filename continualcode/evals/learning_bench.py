@@ -15,6 +15,7 @@ between two methods comes from their weights or context, not from luck.
 from __future__ import annotations
 
 import json
+import random
 import re
 import time
 from dataclasses import dataclass
@@ -32,7 +33,9 @@ if TYPE_CHECKING:  # torch loads only when a bench runs, not when the CLI parser
 
 DEFAULT_SCENARIOS = Path(__file__).resolve().parent / "sets" / "learn_public.jsonl"
 """The public scenario set (bench/scenarios/public.jsonl in a checkout; shipped inside the package)."""
-METHODS = ("base", "icl", "sdpo", "sft")
+METHODS = ("base", "icl", "icl-instruction", "sdpo", "sft")
+ICL = {"icl": None, "icl-instruction": "instruction"}
+"""The in-context references and their teacher template (None: the feedback kind's, as SDPO's teacher)."""
 
 
 @dataclass
@@ -120,22 +123,23 @@ def _mean(values: list[float]) -> float | None:
 
 
 def pass_rates(learner: Learner, checks: list[Check], *, n: int, max_new_tokens: int, temperature: float,
-               seed: int, context: list[tuple[str, str]] | None = None) -> tuple[list[float], list[str]]:
+               seed: int, context: list[tuple[str, str]] | None = None,
+               template: str | None = None) -> tuple[list[float], list[str]]:
     """Sample ``n`` answers per check (all in one batch); each check's pass rate and its first answer.
 
-    With ``context`` (the ICL method) every prompt is shown that feedback first.
+    With ``context`` (the ICL methods) every prompt is shown that feedback, with ``template``.
     """
     from continualcode.evals.learning_methods import icl_messages
 
     if not checks:
         return [], []
-    conversations = [icl_messages(c.messages, context) if context else c.messages for c in checks]
+    conversations = [icl_messages(c.messages, context, template) if context else c.messages for c in checks]
     samples = learner.sample(conversations, n=n, max_new_tokens=max_new_tokens, temperature=temperature, seed=seed)
     rates = [sum(c.passes(s.text) for s in group) / len(group) for c, group in zip(checks, samples)]
     return rates, [group[0].text for group in samples]
 
 
-UNTRAINED = ("base", "icl")
+UNTRAINED = ("base", *ICL)
 """Methods whose numbers do not depend on the training settings, so a tuning run may reuse them."""
 
 
@@ -187,13 +191,14 @@ def run_scenario(learner: Learner, scenario: Scenario, methods: list[str], setti
         if reused and method in reused:
             results[method] = {**reused[method], "reused": True}
             if log:
-                log(f"  {scenario.id:20} {method:5} eval {_fmt(reused[method]['eval'])} (from --baseline)")
+                log(f"  {scenario.id:20} {method:15} eval {_fmt(reused[method]['eval'])} (from --baseline)")
             continue
         started = time.perf_counter()
         learner.reset(settings.sdpo_config())
         train = None
         if method in ("sdpo", "sft"):
-            train = train_on_feedback(learner, scenario.train, method, settings, seed)
+            train = train_on_feedback(learner, scenario.train, method, settings, seed,
+                                      held_out=[c.messages for c in checks])
         key = None
         if method == "base" and cache is not None:
             key = json.dumps([[c.messages for c in checks], samples, seed, settings.max_new_tokens,
@@ -203,7 +208,8 @@ def run_scenario(learner: Learner, scenario: Scenario, methods: list[str], setti
         else:
             rates, shown = pass_rates(learner, checks, n=samples, max_new_tokens=settings.max_new_tokens,
                                       temperature=settings.temperature, seed=seed,
-                                      context=scenario.feedback if method == "icl" else None)
+                                      context=scenario.feedback if method in ICL else None,
+                                      template=ICL.get(method))
             if key is not None:
                 cache[key] = (rates, shown)
         n_eval = len(scenario.eval)
@@ -213,33 +219,93 @@ def run_scenario(learner: Learner, scenario: Scenario, methods: list[str], setti
             "first_samples": shown, "train": train, "seconds": time.perf_counter() - started,
         }
         if log:
-            log(f"  {scenario.id:20} {method:5} eval {results[method]['eval']:.2f} "
+            log(f"  {scenario.id:20} {method:15} eval {results[method]['eval']:.2f} "
                 f"general {_fmt(results[method]['general'])} ({results[method]['seconds']:.0f} s)")
     learner.reset(settings.sdpo_config())
     return results
 
 
-def summarize(per_scenario: dict[str, dict]) -> dict:
-    """Overall means per method, general change against base, and sdpo against icl."""
-    # Other names (a tuning variant's column, bench/learn_table.py --label) come after the four methods.
+def _percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, max(0, round(q * (len(ordered) - 1))))]
+
+
+def bootstrap(per_scenario: dict[str, dict], methods: list[str], *, replicates: int = 1000, seed: int = 0,
+              level: float = 0.95) -> dict[str, dict]:
+    """Bootstrap confidence intervals of the overall means: items resampled within each scenario.
+
+    Each replicate draws every scenario's eval (and general) items with
+    replacement, the same draw for every method (paired), and averages over
+    scenarios as ``summarize`` does. Returns, per method with per-item
+    results: ``eval_ci``, ``general_ci`` and, against base, ``eval_change_ci``
+    and ``general_change_ci`` ((low, high) at ``level``). Fixed seed: the same
+    report gives the same intervals.
+    """
+    rng = random.Random(seed)
+    draws = {m: {"eval": [], "general": []} for m in methods}
+    for _ in range(replicates):
+        means = {m: {"eval": [], "general": []} for m in methods}
+        for results in per_scenario.values():
+            for part in ("eval", "general"):
+                items = {m: r.get(f"{part}_items") for m, r in results.items() if m in methods}
+                sizes = {len(v) for v in items.values() if v}
+                if len(sizes) != 1:
+                    continue
+                n = sizes.pop()
+                picked = [rng.randrange(n) for _ in range(n)]
+                for m, values in items.items():
+                    if values:
+                        means[m][part].append(sum(values[i] for i in picked) / n)
+        for m in methods:
+            for part in ("eval", "general"):
+                if means[m][part]:
+                    draws[m][part].append(sum(means[m][part]) / len(means[m][part]))
+    low, high = (1 - level) / 2, 1 - (1 - level) / 2
+    out: dict[str, dict] = {}
+    for m in methods:
+        out[m] = {}
+        for part in ("eval", "general"):
+            values = draws[m][part]
+            if len(values) == replicates:
+                out[m][f"{part}_ci"] = (_percentile(values, low), _percentile(values, high))
+                base = draws.get("base", {}).get(part, [])
+                if m != "base" and len(base) == replicates:
+                    change = [v - b for v, b in zip(values, base)]
+                    out[m][f"{part}_change_ci"] = (_percentile(change, low), _percentile(change, high))
+    return out
+
+
+def summarize(per_scenario: dict[str, dict], *, seed: int = 0) -> dict:
+    """Overall means per method (with bootstrap CIs), seconds per feedback event, the general change
+    against base, and sdpo against each in-context reference."""
+    # Other names (a tuning variant's column, bench/learn_table.py --label) come after the methods.
     methods = sorted({m for r in per_scenario.values() for m in r},
                      key=lambda m: (METHODS.index(m) if m in METHODS else len(METHODS), m))
+    intervals = bootstrap(per_scenario, methods, seed=seed)
     overall: dict = {"methods": {}}
     for method in methods:
         evals = [r[method]["eval"] for r in per_scenario.values() if method in r]
         generals = [r[method]["general"] for r in per_scenario.values() if method in r and r[method]["general"] is not None]
-        overall["methods"][method] = {"eval": _mean(evals), "general": _mean(generals),
-                                      "train_seconds": sum((r[method]["train"] or {}).get("seconds", 0.0)
-                                                           for r in per_scenario.values() if method in r)}
+        trains = [r[method]["train"] for r in per_scenario.values() if method in r and r[method].get("train")]
+        events = sum(t.get("events", 0) for t in trains)
+        overall["methods"][method] = {
+            "eval": _mean(evals), "general": _mean(generals),
+            "train_seconds": sum(t.get("seconds", 0.0) for t in trains),
+            "seconds_per_event": sum(t.get("seconds", 0.0) for t in trains if t.get("events")) / events if events else None,
+            **intervals.get(method, {}),
+        }
     base = overall["methods"].get("base")
     for values in overall["methods"].values():
         values["general_change"] = (values["general"] - base["general"]
                                     if base and values["general"] is not None and base["general"] is not None else None)
-    sdpo, icl = overall["methods"].get("sdpo"), overall["methods"].get("icl")
-    if sdpo and icl:
-        overall["sdpo_over_icl"] = sdpo["eval"] / icl["eval"] if icl["eval"] else None
-        if base and icl["eval"] != base["eval"]:
-            overall["sdpo_gain_over_icl_gain"] = (sdpo["eval"] - base["eval"]) / (icl["eval"] - base["eval"])
+    sdpo = overall["methods"].get("sdpo")
+    for name, reference in ((name, overall["methods"].get(name)) for name in ICL):
+        if not (sdpo and reference):
+            continue
+        suffix = name.replace("-", "_")
+        overall[f"sdpo_over_{suffix}"] = sdpo["eval"] / reference["eval"] if reference["eval"] else None
+        if base and reference["eval"] != base["eval"]:
+            overall[f"sdpo_gain_over_{suffix}_gain"] = (sdpo["eval"] - base["eval"]) / (reference["eval"] - base["eval"])
     return overall
 
 

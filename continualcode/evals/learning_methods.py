@@ -10,9 +10,15 @@ context) and is then scored on the held-out prompts:
   feedback exactly as the self-teacher sees it (``teacher_messages`` with the
   feedback kind's template). What SDPO distils is this teacher, so ICL is its
   reference ceiling.
+- ``icl-instruction``: the same, with the feedback as a standing instruction
+  (the ``instruction`` template, what expansion prompts are taught with): on a
+  fresh prompt the hindsight template ("the user's next message …") may
+  understate what the model does with the feedback in context.
 - ``sdpo``: sample y from the current policy, build the example as the REPL
-  does (``TEMPLATE_FOR_KIND``, the sampler's log-probs), run
-  ``sdpo_step`` K times (the trainer's code path).
+  does (``TEMPLATE_FOR_KIND``, the sampler's log-probs), and train on it as
+  one feedback event with the run's recipe (``learning.recipe``, the
+  trainer's code path: K steps on y by default; rollouts, expansion, teacher
+  samples and replay by flag).
 - ``sft``: the same budget of generations and steps, but cross-entropy
   (``sft_step``) on the answer the self-teacher regenerates with the feedback
   in its context: the usual "just fine-tune on the corrected answer" baseline.
@@ -31,6 +37,8 @@ import torch
 
 from continualcode.adapters.presets import preset_for
 from continualcode.learning.learner import Learner
+from continualcode.learning.probes import replay_prompts
+from continualcode.learning.recipe import LearnRecipe, learn_from_feedback
 from continualcode.learning.teacher import teacher_messages
 from continualcode.learning.types import TEMPLATE_FOR_KIND, SDPOConfig
 from continualcode.models import resolve
@@ -38,7 +46,10 @@ from continualcode.models import resolve
 
 @dataclass
 class TrainSettings:
-    """The training budget and SDPO knobs a bench run uses for every scenario (sdpo and sft alike)."""
+    """The training budget, SDPO knobs and recipe levers a bench run uses for every scenario.
+
+    Every field is recorded in the report's settings, so ``--resume`` refuses a report run otherwise.
+    """
 
     steps_per_feedback: int
     learning_rate: float
@@ -47,10 +58,24 @@ class TrainSettings:
     teacher_update_rate: float = 0.05
     max_new_tokens: int = 64
     temperature: float = 0.3
+    support: str = "student"
+    rollouts: int = 0
+    rounds: int = 1
+    expand: int = 0
+    teacher_samples: float = 0.0
+    replay: bool = False
+    cache_teacher: bool = False
 
     def sdpo_config(self) -> SDPOConfig:
         return SDPOConfig(alpha=self.alpha, teacher=self.teacher, teacher_update_rate=self.teacher_update_rate,
-                          learning_rate=self.learning_rate)
+                          learning_rate=self.learning_rate, support=self.support)
+
+    def recipe(self) -> LearnRecipe:
+        """The feedback-event recipe: ``steps_per_feedback`` steps per round."""
+        return LearnRecipe(steps=self.steps_per_feedback, rounds=self.rounds, rollouts=self.rollouts,
+                           expand=self.expand, teacher_samples=self.teacher_samples, replay=self.replay,
+                           cache_teacher=self.cache_teacher, max_new_tokens=self.max_new_tokens,
+                           temperature=self.temperature)
 
 
 def load_learner(model_name: str, seed: int = 0) -> Learner:
@@ -67,30 +92,36 @@ def feedback_template(kind: str) -> str:
     return TEMPLATE_FOR_KIND[kind]
 
 
-def icl_messages(messages: list[dict], feedback: list[tuple[str, str]]) -> list[dict]:
+def icl_messages(messages: list[dict], feedback: list[tuple[str, str]], template: str | None = None) -> list[dict]:
     """The prompt as the self-teacher would see it with the scenario's feedback (the ICL reference).
 
-    ``feedback`` is [(kind, text)]; distinct texts are joined, and the first
-    kind's template is used.
+    ``feedback`` is [(kind, text)]; distinct texts are joined, and ``template``
+    (default: the first kind's) is used.
     """
     texts = list(dict.fromkeys(text for _, text in feedback if text.strip()))
     if not texts:
         return messages
-    return teacher_messages(messages, "\n".join(texts), None, feedback_template(feedback[0][0]))
+    return teacher_messages(messages, "\n".join(texts), None, template or feedback_template(feedback[0][0]))
 
 
-def train_on_feedback(learner: Learner, items: list[dict], method: str, settings: TrainSettings, seed: int) -> dict:
-    """Learn from a scenario's train items with ``sdpo`` or ``sft``; returns per-step metrics summarized.
+def train_on_feedback(learner: Learner, items: list[dict], method: str, settings: TrainSettings, seed: int,
+                      held_out: list[list[dict]] = ()) -> dict:
+    """Learn from a scenario's train items with ``sdpo`` or ``sft``; returns the training summarized.
 
-    Each item: sample y from the current policy (sdpo) or from the current
-    weights shown the feedback (sft, the self-teacher's regenerated answer),
-    then K optimizer steps on that one example, in order, like the trainer.
-    The caller resets the learner first (``learner.reset(settings.sdpo_config())``).
+    Each item is one feedback event, in order, like the trainer. ``sdpo``:
+    sample y from the current policy and train on it with the settings'
+    recipe (``learn_from_feedback``; the user's recent prompts are the earlier
+    items' prompts, the replay prompts leave out ``held_out``, the eval and
+    general items). ``sft``: the same generation and steps, cross-entropy on
+    the answer the current weights give with the feedback in context. The
+    caller resets the learner first (``learner.reset(settings.sdpo_config())``).
     """
     if method not in ("sdpo", "sft"):
         raise ValueError(f"train_on_feedback trains sdpo or sft, not {method!r}")
     started = time.perf_counter()
     steps: list[dict] = []
+    events: list[dict] = []
+    replay = replay_prompts(list(held_out))
     for index, item in enumerate(items):
         template = feedback_template(item["kind"])
         context = item["messages"] if method == "sdpo" else teacher_messages(
@@ -100,16 +131,46 @@ def train_on_feedback(learner: Learner, items: list[dict], method: str, settings
         if method == "sdpo":
             example = learner.example(item["messages"], y.text, token_ids=y.token_ids, logprobs=y.logprobs,
                                       feedback=item["feedback"], template=template)
+            event = learn_from_feedback(learner, example, settings.recipe(),
+                                        recent_prompts=[i["messages"] for i in items[:index]][::-1],
+                                        replay=replay, seed=seed * 1000 + index)
+            events.append(event)
+            steps.extend(event["history"])
         else:
             example = learner.example(item["messages"], y.text, token_ids=y.token_ids)
-        steps.extend(learner.learn([example], settings.steps_per_feedback, method=method)["history"])
+            steps.extend(learner.learn([example], settings.steps_per_feedback, method=method)["history"])
     losses = [s["loss"] for s in steps if s["loss"] is not None]
     advantages = [s["advantage"] for s in steps if s.get("advantage") is not None]
-    return {
+    seconds = time.perf_counter() - started
+    summary = {
         "steps": len(steps),
         "stepped": sum(bool(s["stepped"]) for s in steps),
         "first_loss": losses[0] if losses else None,
         "last_loss": losses[-1] if losses else None,
         "mean_advantage": sum(advantages) / len(advantages) if advantages else None,
-        "seconds": time.perf_counter() - started,
+        "seconds": seconds,
+        "events": len(items),
+        "seconds_per_event": seconds / len(items) if items else None,
     }
+    if events:
+        summary.update({k: sum(e[k] for e in events) for k in ("rollouts", "teacher_samples", "expanded", "replayed")})
+        summary["rolled_back"] = sum("rolled_back" in e for e in events)
+        summary["by_kind"] = merge_kinds([e["by_kind"] for e in events])
+        summary["expansion_prompts"] = [e["expansion_prompts"] for e in events]
+    return summary
+
+
+def merge_kinds(parts: list[dict]) -> dict:
+    """Per-kind loss/divergence of several events, token-weighted (``learn_from_feedback``'s by_kind)."""
+    merged: dict = {}
+    for part in parts:
+        for kind, v in part.items():
+            m = merged.setdefault(kind, {"examples": 0, "tokens": 0, "loss": 0.0, "divergence": 0.0})
+            m["examples"] += v["examples"]
+            m["tokens"] += v["tokens"]
+            for name in ("loss", "divergence"):
+                m[name] += (v[name] or 0.0) * v["tokens"]
+    for m in merged.values():
+        for name in ("loss", "divergence"):
+            m[name] = m[name] / m["tokens"] if m["tokens"] else None
+    return merged

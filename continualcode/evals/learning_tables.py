@@ -14,6 +14,26 @@ def _fmt(value: float | None, signed: bool = False) -> str:
     return f"{value:+.2f}" if signed else f"{value:.2f}"
 
 
+def _interval(pair, signed: bool = False) -> str:
+    """A bootstrap interval as [low, high] (— when the report has none)."""
+    return "—" if not pair else f"[{_fmt(pair[0], signed)}, {_fmt(pair[1], signed)}]"
+
+
+def _seconds(value: float | None) -> str:
+    return "—" if value is None else f"{value:.0f}"
+
+
+def _ratio_lines(overall: dict) -> list[str]:
+    """sdpo against each in-context reference the report has."""
+    lines = []
+    for name in ("icl", "icl-instruction"):
+        suffix = name.replace("-", "_")
+        if f"sdpo_over_{suffix}" in overall:
+            lines.append(f"sdpo ÷ {name} (eval): {_fmt(overall[f'sdpo_over_{suffix}'])}; "
+                         f"(sdpo − base) ÷ ({name} − base): {_fmt(overall.get(f'sdpo_gain_over_{suffix}_gain'))}")
+    return lines
+
+
 def render_tables(report: dict, console=None) -> None:
     """One rich table per scenario, then the overall table and the two headline ratios."""
     from rich.console import Console
@@ -23,26 +43,29 @@ def render_tables(report: dict, console=None) -> None:
     for scenario_id, results in report["scenarios"].items():
         base_general = results.get("base", {}).get("general")
         table = Table(title=f"{scenario_id}", title_justify="left")
-        for column in ("method", "eval pass", "general pass", "Δ general", "train s", "final loss"):
+        for column in ("method", "eval pass", "general pass", "Δ general", "train s", "s / feedback", "final loss"):
             table.add_column(column, justify="left" if column == "method" else "right")
         for method, r in results.items():
             change = r["general"] - base_general if None not in (r["general"], base_general) else None
             train = r["train"] or {}
             table.add_row(method, _fmt(r["eval"]), _fmt(r["general"]), _fmt(change, True),
-                          f"{train['seconds']:.0f}" if train else "—", _fmt(train.get("last_loss")))
+                          f"{train['seconds']:.0f}" if train else "—", _seconds(train.get("seconds_per_event")),
+                          _fmt(train.get("last_loss")))
         console.print(table)
     overall = report["overall"]
     table = Table(title=f"overall: {report['model']}, {len(report['scenarios'])} scenarios, "
-                        f"{report['settings']['samples']} samples per item", title_justify="left")
-    for column in ("method", "eval pass", "general pass", "Δ general", "train s"):
+                        f"{report['settings']['samples']} samples per item (95 % bootstrap CIs over items)",
+                  title_justify="left")
+    for column in ("method", "eval pass", "eval CI", "general pass", "general CI", "Δ general", "s / feedback",
+                   "train s"):
         table.add_column(column, justify="left" if column == "method" else "right")
     for method, r in overall["methods"].items():
-        table.add_row(method, _fmt(r["eval"]), _fmt(r["general"]), _fmt(r["general_change"], True),
-                      f"{r['train_seconds']:.0f}")
+        table.add_row(method, _fmt(r["eval"]), _interval(r.get("eval_ci")), _fmt(r["general"]),
+                      _interval(r.get("general_ci")), _fmt(r["general_change"], True),
+                      _seconds(r.get("seconds_per_event")), f"{r['train_seconds']:.0f}")
     console.print(table)
-    if "sdpo_over_icl" in overall:
-        console.print(f"sdpo ÷ icl (eval pass): {_fmt(overall['sdpo_over_icl'])}   "
-                      f"(sdpo − base) ÷ (icl − base): {_fmt(overall.get('sdpo_gain_over_icl_gain'))}")
+    for line in _ratio_lines(overall):
+        console.print(line.replace("(eval): ", "(eval pass): ").replace("; ", "   "))
 
 
 def render_markdown(report: dict) -> str:
@@ -58,9 +81,13 @@ def render_markdown(report: dict) -> str:
     lines.append("| **overall** | " + " | ".join(
         f"**{_fmt(overall[m]['eval'])} / {_fmt(overall[m]['general'])}**" for m in methods) + " |")
     lines.append("| Δ general vs base | " + " | ".join(_fmt(overall[m]["general_change"], True) for m in methods) + " |")
-    ratios = report["overall"]
-    if "sdpo_over_icl" in ratios:
-        lines.append("")
-        lines.append(f"sdpo ÷ icl (eval): {_fmt(ratios['sdpo_over_icl'])}; "
-                     f"(sdpo − base) ÷ (icl − base): {_fmt(ratios.get('sdpo_gain_over_icl_gain'))}")
-    return "\n".join(lines)
+    if any(overall[m].get("eval_ci") for m in methods):
+        lines.append("| 95 % CI eval | " + " | ".join(_interval(overall[m].get("eval_ci")) for m in methods) + " |")
+        lines.append("| 95 % CI general | " + " | ".join(_interval(overall[m].get("general_ci")) for m in methods) + " |")
+        lines.append("| 95 % CI eval − base | " + " | ".join(
+            _interval(overall[m].get("eval_change_ci"), True) for m in methods) + " |")
+    if any(overall[m].get("seconds_per_event") for m in methods):
+        lines.append("| seconds per feedback | " + " | ".join(
+            _seconds(overall[m].get("seconds_per_event")) for m in methods) + " |")
+    ratios = _ratio_lines(report["overall"])
+    return "\n".join(lines + ([""] + ratios if ratios else []))

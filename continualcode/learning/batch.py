@@ -40,8 +40,15 @@ class TokenBatch:
     def response_length(self) -> int:
         return self.response_ids.shape[1]
 
+    def teacher_rows(self, rows: list[int]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The teacher tensors (ids, attention, positions) of some rows, without the left padding
+        those rows do not need (a step's rows can have two teachers: feedback and anchor)."""
+        attention = self.teacher_attention[rows]
+        start = int((attention.cumsum(-1) == 0).sum(-1).min())
+        return self.teacher_ids[rows, start:], attention[:, start:], self.teacher_positions[rows, start:]
 
-def _truncate_text(tokenizer, text: str | None, max_tokens: int) -> str | None:
+
+def truncate_text(tokenizer, text: str | None, max_tokens: int) -> str | None:
     """Keep the head and tail of an over-long feedback/solution text, marking the cut."""
     if not text:
         return text
@@ -77,6 +84,7 @@ def build_batch(tokenizer, examples: list[TrainingExample], config: SDPOConfig, 
     """Tokenize examples: prompts with the chat template (+ generation prompt), then y's ids appended.
 
     With ``teacher=False`` the teacher tensors repeat the student's (for SFT).
+    An ``anchor`` (replay) example's teacher reads x unchanged.
     """
     if not examples:
         raise ValueError("build_batch needs at least one example")
@@ -87,14 +95,14 @@ def build_batch(tokenizer, examples: list[TrainingExample], config: SDPOConfig, 
     s_ids, s_att, s_pos = _stack(student_prompts, responses, width_t, pad)
     if teacher:
         teacher_prompts = [
-            render_prompt(tokenizer, teacher_messages(
+            prompt if e.anchor else render_prompt(tokenizer, teacher_messages(
                 e.messages,
-                _truncate_text(tokenizer, e.feedback, config.max_reprompt_tokens),
-                _truncate_text(tokenizer, e.solution, config.max_reprompt_tokens),
+                truncate_text(tokenizer, e.feedback, config.max_reprompt_tokens),
+                truncate_text(tokenizer, e.solution, config.max_reprompt_tokens),
                 e.template or config.template,
                 feedback_with_solution=config.feedback_with_solution,
             ))
-            for e in examples
+            for e, prompt in zip(examples, student_prompts)
         ]
         t_ids, t_att, t_pos = _stack(teacher_prompts, responses, width_t, pad)
     else:
@@ -139,7 +147,8 @@ def run_student(model, batch: TokenBatch, *, train: bool) -> torch.Tensor:
         model.train(was_training)
 
 
-def teacher_forward(model, batch: TokenBatch):
-    """A closure running the forward over x' + y, for ``TeacherState.logits``."""
-    return lambda: response_logits(model, batch.teacher_ids, batch.teacher_attention, batch.teacher_positions,
-                                   batch.response_length)
+def teacher_forward(model, batch: TokenBatch, rows: list[int] | None = None):
+    """A closure running the forward over x' + y (of ``rows``, default all), for ``TeacherState.logits``."""
+    tensors = (batch.teacher_ids, batch.teacher_attention, batch.teacher_positions) if rows is None \
+        else batch.teacher_rows(rows)
+    return lambda: response_logits(model, *tensors, batch.response_length)

@@ -29,8 +29,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from continualcode.learning.checks import Check
-from continualcode.learning.examples import response_tokens
-from continualcode.learning.probes import GENERAL_PROBES
+from continualcode.learning.probes import GENERAL_PROBES, Accepted, accepted_answers
 
 if TYPE_CHECKING:
     from continualcode.config import Settings
@@ -65,14 +64,6 @@ class GateConfig:
     probes: tuple[Check, ...] = field(default=GENERAL_PROBES)
 
 
-@dataclass
-class Accepted:
-    """An answer that worked: its conversation and token ids."""
-
-    messages: list[dict]
-    response_ids: list[int]
-
-
 def replay_checks(store, config: GateConfig) -> list[Check]:
     """The general probes, then the latest distinct feedback prompts (checked for degenerate answers)."""
     checks = list(config.probes)
@@ -86,21 +77,6 @@ def replay_checks(store, config: GateConfig) -> list[Check]:
         if len(seen) >= config.replay_size:
             break
     return checks
-
-
-def accepted_answers(store, tokenizer, config: GateConfig) -> list[Accepted]:
-    """Recent accepted answers: solutions given to examples, and replies whose tests or hook passed."""
-    found: list[Accepted] = []
-    for example in store.recent_examples(config.accepted_size * 4):
-        if example.get("s") and example["x"]:
-            found.append(Accepted(example["x"], response_tokens(tokenizer, example["s"])[0]))
-    for session in store.list_sessions(5):
-        for message in reversed(store.messages_with_feedback(session["id"])):
-            kinds = {f["kind"] for f in message["feedback"]}
-            if kinds and kinds <= {"test_pass", "hook_pass"}:
-                ids, _ = response_tokens(tokenizer, message["content"], message.get("token_ids"))
-                found.append(Accepted(store.conversation_before(message), ids))
-    return [a for a in found if a.messages and a.response_ids][: config.accepted_size]
 
 
 def _weights(trainer: Trainer, version: str | None):
@@ -175,7 +151,7 @@ def promotion_gate(trainer: Trainer, version: str, config: GateConfig | None = N
     checks = replay_checks(trainer.store, config)
     learner = trainer.learner
     checks = [c for c in checks if learner.prompt_tokens(c.messages) <= config.max_prompt_tokens]
-    answers = accepted_answers(trainer.store, learner.tokenizer, config)
+    answers = accepted_answers(trainer.store, learner.tokenizer, config.accepted_size)
     with _weights(trainer, version):
         candidate = _score(trainer, version, checks, answers, config, remembered)
     with _weights(trainer, live_name):

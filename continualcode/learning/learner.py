@@ -148,32 +148,67 @@ class Learner:
         Returns a summary: loss/divergence/advantage/grad_norm/tokens of the
         last step, first_loss, steps, seconds, per-step metrics (``history``),
         and ``rolled_back`` (the reason) when the guard undid them or no step
-        could be taken.
+        could be taken. (One feedback event with rollouts, expansion and
+        replay: ``continualcode.learning.recipe.learn_from_feedback``, which
+        guards all its rounds the same way.)
+        """
+        snapshot = self.snapshot()
+        history = self.run_steps(examples, steps, method=method)
+        summary = summarize_steps(history)
+        verdict = self.verdict(history)
+        if verdict is not None:
+            self.restore(snapshot)
+            summary.update(verdict)
+        return summary
+
+    def run_steps(self, examples: list[TrainingExample], steps: int, *, method: str = "sdpo",
+                  config: SDPOConfig | None = None, anchor: TeacherState | None = None,
+                  cache_teacher: bool = False, on_step=None) -> list[dict]:
+        """`steps` optimizer steps on `examples`, unguarded (the caller snapshots and checks `verdict`).
+
+        ``config`` overrides the learner's step knobs (alpha, support, …) for
+        these steps. ``anchor`` teaches the replay examples. ``cache_teacher``
+        runs the teacher pass once for all the steps (an EMA teacher then
+        moves once, at the end, by the weight of the steps taken; a base
+        teacher never moves; trust_region and live teachers move with the
+        student every step and are not cached). ``on_step(k, metrics)`` is
+        called after each step. Stops early at a step that could not be taken.
         """
         if method not in ("sdpo", "sft"):
             raise ValueError(f"learn() runs sdpo or sft steps, not {method!r}")
-        snapshot = self.snapshot()
+        config = config or self.config
+        cache = {} if cache_teacher and method == "sdpo" and self.teacher.mode in ("ema", "base") else None
         history: list[dict] = []
-        for _ in range(max(1, steps)):
+        for k in range(max(1, steps)):
             if method == "sdpo":
-                metrics = sdpo_step(self.model, self.tokenizer, self.optimizer, examples, self.config, self.teacher)
+                metrics = sdpo_step(self.model, self.tokenizer, self.optimizer, examples, config, self.teacher,
+                                    anchor=anchor, teacher_cache=cache, update_teacher=cache is None)
             else:
-                metrics = sft_step(self.model, self.tokenizer, self.optimizer, examples, self.config)
+                metrics = sft_step(self.model, self.tokenizer, self.optimizer, examples, config)
             history.append(metrics)
+            if on_step is not None:
+                on_step(k + 1, metrics)
             if not metrics.get("stepped"):
                 break
-        bad = [m for m in history if not math.isfinite(m["loss"])
-               or m.get("divergence", 0.0) > self.divergence_limit]
-        summary = summarize_steps(history)
-        if bad or not any(m.get("stepped") for m in history):
-            self.restore(snapshot)
-            summary["rolled_back"] = (
-                f"divergence {bad[0].get('divergence'):.3g} above {self.divergence_limit}; rolled back"
-                if bad and math.isfinite(bad[0]["loss"]) else
-                "non-finite loss; rolled back" if bad else
-                history[-1].get("skipped", "no step taken"))
-            summary["failed"] = bool(bad)
-        return summary
+        if cache is not None:
+            self.teacher.update(self.model, steps=sum(bool(m.get("stepped")) for m in history))
+        return history
+
+    def verdict(self, history: list[dict]) -> dict | None:
+        """The guard: None when `history`'s steps may stay, else {"rolled_back": reason, "failed": bool}.
+
+        Bad = a loss that is not finite or a divergence above the limit
+        (failed); no step taken at all is not a failure, but nothing to keep.
+        """
+        bad = [m for m in history if not math.isfinite(m["loss"]) or m.get("divergence", 0.0) > self.divergence_limit]
+        if bad:
+            reason = (f"divergence {bad[0].get('divergence'):.3g} above {self.divergence_limit}; rolled back"
+                      if math.isfinite(bad[0]["loss"]) else "non-finite loss; rolled back")
+            return {"rolled_back": reason, "failed": True}
+        if not any(m.get("stepped") for m in history):
+            return {"rolled_back": history[-1].get("skipped", "no step taken") if history else "no step taken",
+                    "failed": False}
+        return None
 
     # -- inference on the training copy -------------------------------------------------------
     def sample(self, conversations: list[list[dict]], **kwargs) -> list[list[Sample]]:

@@ -1,13 +1,12 @@
-"""The one probe set: prompts every adapter version is asked (the gate's checks, `adapters diff`, the step bench)."""
+"""The one probe set: prompts every adapter version is asked (the gate's checks, `adapters diff`, the step
+bench) and the replay set that keeps them answered while a feedback is learned (``learning.recipe``)."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from dataclasses import dataclass
 
 from continualcode.learning.checks import Check
-
-if TYPE_CHECKING:
-    pass
+from continualcode.learning.examples import response_tokens
 
 
 def _user(text: str) -> list[dict]:
@@ -30,3 +29,38 @@ DEFAULT_PROBES = (
     "What does `git stash` do? Answer briefly.",
     "Is 17 a prime number?",
 )
+
+
+def replay_prompts(exclude: list[list[dict]] = ()) -> list[list[dict]]:
+    """General prompts replayed while a feedback is learned (forgetting control): the general probes,
+    then the default probes, minus any conversation in ``exclude`` (a benchmark's held-out items must
+    not be trained on)."""
+    skip = {repr(m) for m in exclude}
+    prompts = [list(c.messages) for c in GENERAL_PROBES] + [_user(text) for text in DEFAULT_PROBES]
+    return [p for p in prompts if repr(p) not in skip]
+
+
+@dataclass
+class Accepted:
+    """An answer that worked: its conversation and token ids."""
+
+    messages: list[dict]
+    response_ids: list[int]
+
+
+def accepted_answers(store, tokenizer, limit: int = 4) -> list[Accepted]:
+    """Recent accepted answers: solutions given to examples, and replies whose tests or hook passed.
+
+    The gate scores their log-prob; the recipe's replay keeps them close to the pre-update policy.
+    """
+    found: list[Accepted] = []
+    for example in store.recent_examples(limit * 4):
+        if example.get("s") and example["x"]:
+            found.append(Accepted(example["x"], response_tokens(tokenizer, example["s"])[0]))
+    for session in store.list_sessions(5):
+        for message in reversed(store.messages_with_feedback(session["id"])):
+            kinds = {f["kind"] for f in message["feedback"]}
+            if kinds and kinds <= {"test_pass", "hook_pass"}:
+                ids, _ = response_tokens(tokenizer, message["content"], message.get("token_ids"))
+                found.append(Accepted(store.conversation_before(message), ids))
+    return [a for a in found if a.messages and a.response_ids][:limit]

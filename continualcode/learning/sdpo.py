@@ -26,7 +26,7 @@ from continualcode.learning.batch import (
     teacher_forward,
 )
 from continualcode.learning.teacher import TeacherState, teacher_messages
-from continualcode.learning.types import SDPOConfig, TrainingExample
+from continualcode.learning.types import SUPPORTS, SDPOConfig, TrainingExample
 
 __all__ = [
     "SDPOConfig", "TrainingExample", "TokenBatch", "TeacherState", "teacher_messages", "build_batch",
@@ -38,24 +38,49 @@ __all__ = [
 # ---------------------------------------------------------------------------- loss
 
 
-def _topk_support(logits: torch.Tensor, logz: torch.Tensor, ids: torch.Tensor, add_tail: bool) -> torch.Tensor:
-    """Log-probs at the given ids (normalized over the full vocabulary), plus tail or renormalized."""
+def _support_ids(student: torch.Tensor, teacher: torch.Tensor, top_k: int,
+                 support: str) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Token ids to compare on, ``[B, T, n]``, and which of them repeat an earlier id (union only).
+
+    ``student``: the student's top-K (the reference). ``union``: the student's
+    top-K, then the teacher's top-K, an id both rank being counted once (the
+    second copy is masked, so n stays 2K for every position).
+    """
+    k = min(top_k, student.shape[-1])
+    ids = student.detach().topk(k, dim=-1).indices
+    if support == "student":
+        return ids, None
+    teacher_ids = teacher.topk(k, dim=-1).indices
+    repeated = (teacher_ids.unsqueeze(-1) == ids.unsqueeze(-2)).any(-1)
+    return torch.cat([ids, teacher_ids], -1), torch.cat([torch.zeros_like(repeated), repeated], -1)
+
+
+def _topk_support(logits: torch.Tensor, logz: torch.Tensor, ids: torch.Tensor, add_tail: bool,
+                  repeated: torch.Tensor | None = None) -> torch.Tensor:
+    """Log-probs at the given ids (normalized over the full vocabulary), plus tail or renormalized.
+
+    ``repeated`` entries stay in the tensor (finite) but count in no sum; ``_divergence`` skips them.
+    """
     logp = logits.gather(-1, ids) - logz
+    counted = logp if repeated is None else logp.masked_fill(repeated, float("-inf"))
     if add_tail:
         # log(1 − Σp) via expm1, clamped below 0 like the reference so the tail stays finite.
-        log_sum = torch.logsumexp(logp, dim=-1, keepdim=True).clamp(max=-1e-7)
+        log_sum = torch.logsumexp(counted, dim=-1, keepdim=True).clamp(max=-1e-7)
         return torch.cat([logp, torch.log(-torch.expm1(log_sum))], dim=-1)
-    return logp - torch.logsumexp(logp, dim=-1, keepdim=True)
+    return logp - torch.logsumexp(counted, dim=-1, keepdim=True)
 
 
-def _divergence(s: torch.Tensor, u: torch.Tensor, alpha: float) -> torch.Tensor:
-    """Per-token divergence over the last dim (SDPO.md: endpoints are KLs, between the generalized JSD)."""
+def _divergence(s: torch.Tensor, u: torch.Tensor, alpha: float, valid: torch.Tensor | None = None) -> torch.Tensor:
+    """Per-token divergence over the last dim (SDPO.md: endpoints are KLs, between the generalized JSD);
+    entries where ``valid`` is False count nothing."""
     if alpha == 0.0:
-        return (u.exp() * (u - s)).sum(-1)
-    if alpha == 1.0:
-        return (s.exp() * (s - u)).sum(-1)
-    m = torch.logaddexp(s + math.log(1.0 - alpha), u + math.log(alpha))
-    return (1.0 - alpha) * (s.exp() * (s - m)).sum(-1) + alpha * (u.exp() * (u - m)).sum(-1)
+        terms = u.exp() * (u - s)
+    elif alpha == 1.0:
+        terms = s.exp() * (s - u)
+    else:
+        m = torch.logaddexp(s + math.log(1.0 - alpha), u + math.log(alpha))
+        terms = (1.0 - alpha) * s.exp() * (s - m) + alpha * u.exp() * (u - m)
+    return (terms if valid is None else torch.where(valid, terms, 0.0)).sum(-1)
 
 
 def _token_logprobs(logits: torch.Tensor, logz: torch.Tensor, response_ids: torch.Tensor) -> torch.Tensor:
@@ -82,16 +107,22 @@ def distillation_loss(
     add_tail: bool = True,
     is_clip: float | None = None,
     old_logprobs: torch.Tensor | None = None,
+    support: str = "student",
 ) -> tuple[torch.Tensor, dict]:
     """The SDPO distillation loss, token-mean over ``mask`` (SDPO.md, "Loss").
 
-    Teacher logits are detached. Top-K uses the student's top-K ids for both
-    distributions; the importance ratio exp(clamp(logp_now − logp_old, ±20))
-    clipped at ``is_clip`` multiplies each token's loss without a gradient.
-    Rows whose mask is all zero count nothing. Computation runs in at least
-    float32. Returns (loss, stats): divergence (mean per-token, unweighted),
-    advantage (mean log p_teacher(y) − log p_student(y)), tokens,
-    example_advantage (per row; 0.0 for empty rows).
+    Teacher logits are detached. ``support`` picks the ids both distributions
+    are compared on: ``student`` (the student's top-K, the reference),
+    ``union`` (the student's and the teacher's top-K, each id once) or
+    ``full`` (the vocabulary; also what ``top_k=None`` means). Why union:
+    under the student's top-K a token only the teacher ranks high sits in the
+    tail bucket, where no loss can single it out. The importance ratio
+    exp(clamp(logp_now − logp_old, ±20)) clipped at ``is_clip`` multiplies
+    each token's loss without a gradient. Rows whose mask is all zero count
+    nothing. Computation runs in at least float32. Returns (loss, stats):
+    divergence (mean per-token, unweighted), advantage (mean log p_teacher(y)
+    − log p_student(y)), tokens, and per row ``example_advantage``,
+    ``example_loss``, ``example_divergence``, ``example_tokens`` (0 for empty rows).
     """
     if student_logits.shape != teacher_logits.shape:
         raise ValueError(f"student {tuple(student_logits.shape)} and teacher {tuple(teacher_logits.shape)} logits differ")
@@ -100,13 +131,18 @@ def distillation_loss(
     teacher = teacher_logits.detach().to(dtype)
     s_logz = torch.logsumexp(student, dim=-1, keepdim=True)
     t_logz = torch.logsumexp(teacher, dim=-1, keepdim=True)
-    if top_k is None:
+    if support not in SUPPORTS:
+        raise ValueError(f"support must be one of {SUPPORTS}, got {support!r}")
+    valid = None
+    if top_k is None or support == "full":
         s, u = student - s_logz, teacher - t_logz
     else:
-        ids = student.detach().topk(min(top_k, student.shape[-1]), dim=-1).indices
-        s = _topk_support(student, s_logz, ids, add_tail)
-        u = _topk_support(teacher, t_logz, ids, add_tail)
-    per_token = _divergence(s, u, alpha)
+        ids, repeated = _support_ids(student, teacher, top_k, support)
+        s = _topk_support(student, s_logz, ids, add_tail, repeated)
+        u = _topk_support(teacher, t_logz, ids, add_tail, repeated)
+        if repeated is not None:  # the tail entry always counts
+            valid = ~(torch.cat([repeated, torch.zeros_like(repeated[..., :1])], -1) if add_tail else repeated)
+    per_token = _divergence(s, u, alpha, valid)
     student_tok = _token_logprobs(student, s_logz, response_ids)
     advantage = _token_logprobs(teacher, t_logz, response_ids) - student_tok.detach()
     ratio = _importance_ratio(student_tok, old_logprobs, is_clip)
@@ -123,6 +159,9 @@ def distillation_loss(
         "advantage": float(advantage.sum() / tokens.clamp(min=1.0)),
         "tokens": int(tokens),
         "example_advantage": (advantage.sum(-1) / row_tokens).tolist(),
+        "example_loss": (torch.where(keep, weighted.detach(), 0.0).sum(-1) / row_tokens).tolist(),
+        "example_divergence": (divergence.sum(-1) / row_tokens).tolist(),
+        "example_tokens": weights.sum(-1).long().tolist(),
     }
     if ratio is not None:
         stats["is_ratio"] = float(torch.where(keep, ratio, 0.0).sum() / tokens.clamp(min=1.0))
@@ -190,26 +229,61 @@ def _apply_gradients(model, optimizer, loss: torch.Tensor, max_grad_norm: float)
 def _skipped(count: int, started: float, reason: str) -> dict:
     return {"loss": 0.0, "divergence": 0.0, "advantage": 0.0, "grad_norm": 0.0, "tokens": 0,
             "seconds": time.perf_counter() - started, "stepped": False, "skipped": reason,
-            "example_advantage": [None] * count}
+            "example_advantage": [None] * count, "example_stats": [None] * count}
+
+
+def _teacher_logits(model, batch: TokenBatch, examples: list[TrainingExample], teacher_state: TeacherState,
+                    anchor: TeacherState | None) -> torch.Tensor:
+    """Teacher logits for every row: the feedback teacher on x' + y, the anchor on replay rows' x + y."""
+    replay = [i for i, e in enumerate(examples) if e.anchor]
+    if not replay:
+        return teacher_state.logits(model, teacher_forward(model, batch))
+    if anchor is None:
+        raise ValueError("replay (anchor) examples need the anchor teacher: pass anchor=TeacherState.frozen(model) "
+                         "before the event's first step")
+    taught = [i for i, e in enumerate(examples) if not e.anchor]
+    parts = [(rows, state.logits(model, teacher_forward(model, batch, rows)))
+             for rows, state in ((taught, teacher_state), (replay, anchor)) if rows]
+    first = parts[0][1]
+    logits = first.new_empty((len(examples), *first.shape[1:]))
+    for rows, part in parts:
+        logits[rows] = part
+    return logits
 
 
 def sdpo_step(model, tokenizer, optimizer, examples: list[TrainingExample], config: SDPOConfig,
-              teacher_state: TeacherState) -> dict:
+              teacher_state: TeacherState, *, anchor: TeacherState | None = None,
+              teacher_cache: dict | None = None, update_teacher: bool = True) -> dict:
     """One SDPO optimizer step on a batch of examples; returns its metrics.
 
     Order: teacher forward on x' + y (no_grad; must precede the student's
     forward, see TeacherState.logits), student forward on x + y, loss over the
     response tokens, backward, gradient clip, optimizer step, teacher update.
     Examples without signal are dropped before any forward (their
-    ``example_advantage`` entry is None). Metrics: loss, divergence, advantage,
-    grad_norm, tokens, seconds, stepped, example_advantage.
+    ``example_advantage`` entry is None). Replay examples (``anchor=True``) are
+    taught by ``anchor``, the weights before the event, on x unchanged.
+
+    ``teacher_cache`` (a dict the caller keeps for one round of steps on the
+    same examples) holds the teacher logits after the first step, so the
+    teacher pass runs once per round; it is exact only while the teacher does
+    not move, so the caller passes ``update_teacher=False`` and updates the EMA
+    once at the round's end (``Learner.run_steps``). Metrics: loss,
+    divergence, advantage, grad_norm, tokens, seconds, stepped,
+    example_advantage, and ``example_stats`` (per example: loss, divergence,
+    advantage, tokens; None when dropped).
     """
     started = time.perf_counter()
     active = [i for i, e in enumerate(examples) if e.has_signal(config)]
     if not active:
         return _skipped(len(examples), started, "no example has feedback, a solution or a reward")
-    batch = build_batch(tokenizer, [examples[i] for i in active], config)
-    teacher_logits = teacher_state.logits(model, teacher_forward(model, batch))
+    chosen = [examples[i] for i in active]
+    batch = build_batch(tokenizer, chosen, config)
+    key = tuple(id(e) for e in chosen)
+    teacher_logits = None if teacher_cache is None else teacher_cache.get(key)
+    if teacher_logits is None:
+        teacher_logits = _teacher_logits(model, batch, chosen, teacher_state, anchor)
+        if teacher_cache is not None:
+            teacher_cache[key] = teacher_logits
     student_logits = run_student(model, batch, train=True)
     device = student_logits.device
     response_ids = batch.response_ids.to(device)
@@ -224,24 +298,27 @@ def sdpo_step(model, tokenizer, optimizer, examples: list[TrainingExample], conf
         current = _token_logprobs(detached, torch.logsumexp(detached, -1, keepdim=True), response_ids)
         old = torch.where(torch.isnan(given), current, given)
 
-    if config.hybrid_lambda > 0:
-        chosen = [examples[i] for i in active]  # a group = the same prompt x
+    if config.hybrid_lambda > 0:  # a group = the same prompt x
         grpo = group_advantages([e.reward for e in chosen], [repr(e.messages) for e in chosen])
         loss, stats = hybrid_loss(student_logits, teacher_logits, response_ids, mask, grpo,
                                   lam=config.hybrid_lambda, is_clip=is_clip, old_logprobs=old)
     else:
         loss, stats = distillation_loss(student_logits, teacher_logits, response_ids, mask, alpha=config.alpha,
                                         top_k=config.top_k, add_tail=config.add_tail, is_clip=is_clip,
-                                        old_logprobs=old)
+                                        old_logprobs=old, support=config.support)
     del teacher_logits
     grad_norm, stepped = _apply_gradients(model, optimizer, loss, config.max_grad_norm)
-    if stepped:
+    if stepped and update_teacher:
         teacher_state.update(model)
     per_example: list[float | None] = [None] * len(examples)
+    per_stats: list[dict | None] = [None] * len(examples)
     for row, index in enumerate(active):
         per_example[index] = stats["example_advantage"][row]
+        per_stats[index] = {name: stats[f"example_{name}"][row] for name in ("loss", "divergence", "advantage", "tokens")}
+    for name in ("loss", "divergence", "tokens"):
+        stats.pop(f"example_{name}")
     metrics = {**stats, "loss": float(loss.detach()), "grad_norm": grad_norm, "stepped": stepped,
-               "seconds": time.perf_counter() - started, "example_advantage": per_example}
+               "seconds": time.perf_counter() - started, "example_advantage": per_example, "example_stats": per_stats}
     if not stepped:
         metrics["skipped"] = "non-finite loss or gradient; weights unchanged"
     return metrics
@@ -275,9 +352,13 @@ def hybrid_loss(
     tokens = keep.sum().clamp(min=1)
     loss = torch.where(keep, per_token, 0.0).sum() / tokens
     masked_adv = torch.where(keep, sdpo_adv, 0.0)
+    row_tokens = keep.sum(-1).clamp(min=1)
     stats = {"divergence": float(torch.where(keep, advantage, 0.0).abs().sum() / tokens),
              "advantage": float(masked_adv.sum() / tokens), "tokens": int(keep.sum()),
-             "example_advantage": (masked_adv.sum(-1) / keep.sum(-1).clamp(min=1)).tolist()}
+             "example_advantage": (masked_adv.sum(-1) / row_tokens).tolist(),
+             "example_loss": (torch.where(keep, per_token.detach(), 0.0).sum(-1) / row_tokens).tolist(),
+             "example_divergence": (torch.where(keep, advantage, 0.0).abs().sum(-1) / row_tokens).tolist(),
+             "example_tokens": keep.sum(-1).tolist()}
     return loss, stats
 
 

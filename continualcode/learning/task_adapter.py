@@ -83,15 +83,18 @@ class TaskAdapter:
         self.learner: Learner | None = None
 
     # -- learning ---------------------------------------------------------------
-    def learn(self, turns: list[Turn], feedback: str) -> dict:
-        """`steps` SDPO steps on the turns of a failed attempt, judged by `feedback`; then serve the result.
+    def learn(self, turns: list[Turn], feedback: str | list[str]) -> dict:
+        """`steps` SDPO steps on the turns of a failed attempt, judged by `feedback` (one text for all, or
+        one per turn: repair candidates each have their own check output); then serve the result.
 
         Returns summary metrics (loss, divergence, advantage of the last step,
         seconds of all) and ``rolled_back`` when the guard undid the steps.
         """
         learner = self._ensure_learner()
+        feedbacks = [feedback] * len(turns) if isinstance(feedback, str) else list(feedback)
         examples = [learner.example(t.messages, t.text, token_ids=t.token_ids, logprobs=t.logprobs,
-                                    feedback=feedback, template="reprompt") for t in turns if t.text.strip()]
+                                    feedback=f, template="reprompt")
+                    for t, f in zip(turns, feedbacks) if t.text.strip()]
         summary = learner.learn(examples, self.steps)
         summary.pop("history")
         summary["examples"] = len(examples)

@@ -26,6 +26,7 @@ from continualcode.learning.lora import lora_parameters, swapped
 from continualcode.learning.types import (
     HINDSIGHT_FEEDBACK,
     HINDSIGHT_SOLUTION,
+    INSTRUCTION_FEEDBACK,
     REPROMPT_FEEDBACK,
     REPROMPT_SOLUTION,
     REPROMPT_TEMPLATE,
@@ -63,6 +64,9 @@ def teacher_messages(
     user message is rewritten; nothing else changes, and y is never placed in
     the context (SDPO.md: the teacher would copy it). The input is not mutated.
 
+    Templates: ``reprompt`` (the reference text, for failures), ``hindsight``
+    (the user's next message, shown ahead of time), ``instruction`` (the
+    feedback as a standing instruction, for prompts it was not given on).
     Reference default: when a solution exists the feedback is dropped
     (``feedback_with_solution=False``). With neither, x is returned unchanged
     (callers mask such examples out of the loss).
@@ -94,7 +98,8 @@ def teacher_messages(
         if solution:
             text += HINDSIGHT_SOLUTION.format(solution=solution)
         if feedback:
-            text += HINDSIGHT_FEEDBACK.format(feedback=feedback)
+            form = HINDSIGHT_FEEDBACK if template == "hindsight" else INSTRUCTION_FEEDBACK
+            text += form.format(feedback=feedback)
     rewritten[index] = {**rewritten[index], "content": text}
     return rewritten
 
@@ -156,6 +161,12 @@ class TeacherState:
             tensors = {k: p.detach().float().clone() for k, p in lora_parameters(model, adapter_name).items()}
         return cls(mode, rate, tensors, adapter_name)
 
+    @classmethod
+    def frozen(cls, model: torch.nn.Module, adapter_name: str = "default") -> TeacherState:
+        """A teacher fixed at the model's current adapter weights (an EMA of rate 0): the replay anchor,
+        i.e. the policy as it was before a feedback event's steps."""
+        return cls.create(model, "ema", 0.0, adapter_name)
+
     def logits(self, model: torch.nn.Module, forward: Callable[[], torch.Tensor]) -> torch.Tensor:
         """Run ``forward()`` (a forward pass of ``model`` returning logits) as the teacher, under no_grad.
 
@@ -182,16 +193,23 @@ class TeacherState:
         finally:
             model.train(was_training)
 
-    def update(self, model: torch.nn.Module) -> None:
-        """After an optimizer step: move the EMA teacher toward the student by rate r."""
-        if self.mode != "ema":
+    def update(self, model: torch.nn.Module, steps: int = 1) -> None:
+        """After an optimizer step: move the EMA teacher toward the student by rate r.
+
+        ``steps`` > 1 is the deferred form (a round whose teacher pass was
+        computed once, ``Learner.run_steps(cache_teacher=True)``): one move by
+        1 − (1 − r)^steps, the weight ``steps`` updates would have given the
+        student in total, toward the round's final student.
+        """
+        if self.mode != "ema" or steps < 1:
             return
         params = lora_parameters(model, self.adapter_name)
         self._check_keys(params.keys())
         keys = sorted(self.tensors)
+        rate = 1.0 - (1.0 - self.rate) ** steps
         with torch.no_grad():
             torch._foreach_lerp_([self.tensors[k] for k in keys], [params[k].detach().float() for k in keys],
-                                 self.rate)
+                                 rate)
 
     def state_dict(self) -> dict[str, torch.Tensor]:
         """The EMA tensors (contiguous CPU copies, safetensors-ready); empty unless mode is ema."""

@@ -1,13 +1,16 @@
 """The background SDPO trainer: pending examples → sdpo_step → a new adapter version → live.
 
 One daemon thread owns a `Learner` (a training copy of the model, separate
-from the serving engine's, so generation never waits on a backward pass). For
-each claimed batch it runs `steps_per_feedback` SDPO steps (rolled back by the
+from the serving engine's, so generation never waits on a backward pass). It
+trains each claimed example as one feedback event with its `LearnRecipe`
+(`learning.recipe.learn_from_feedback`; the default recipe is
+`steps_per_feedback` SDPO steps on the judged reply, rolled back by the
 learner's guard if the loss is not finite or the divergence exceeds its
 limit), publishes the adapter as a new version (atomic, see
 continualcode.adapters.registry), optionally scores it with the promotion
 gate, and hot-swaps it into the engine. A failing batch is marked failed with
-its error (shown by /status) and the thread goes on.
+its error (shown by /status) and the thread goes on. `phase` says what it is
+doing (the event's round, step, rollouts sampled, prompts expanded, seconds).
 """
 
 from __future__ import annotations
@@ -22,6 +25,8 @@ from continualcode.adapters.presets import preset_for
 from continualcode.adapters.registry import AdapterRegistry
 from continualcode.engines.factory import serve_version
 from continualcode.learning.examples import training_example
+from continualcode.learning.probes import accepted_answers
+from continualcode.learning.recipe import LearnRecipe, Progress
 from continualcode.learning.types import SDPOConfig
 from continualcode.models import ResolvedModel
 from continualcode.store.db import Store
@@ -65,11 +70,14 @@ class Trainer:
         gate: GateFn | None = None,
         dtype: str = "auto",
         poll_seconds: float = 2.0,
+        recipe: LearnRecipe | None = None,
     ):
         self.store, self.registry, self.resolved, self.engine = store, registry, resolved, engine
         self.preset = preset or preset_for(resolved.name)
         self.config = config or SDPOConfig(learning_rate=self.preset.learning_rate)
         self.steps_per_feedback = steps_per_feedback or self.preset.steps_per_feedback
+        self.recipe = recipe or LearnRecipe(steps=self.steps_per_feedback)
+        """How each feedback event is trained; the default is the judged reply alone, one round."""
         self.batch_size = batch_size
         self.divergence_limit = divergence_limit
         self.gate = gate
@@ -84,6 +92,8 @@ class Trainer:
         self.last_metrics: dict | None = None
         self.last_error: str | None = None
         self.steps_done = 0
+        self.steps_taken = 0
+        """Optimizer steps run so far, counted as they happen (steps_done counts finished batches')."""
         self.recent_losses: list[float] = []
         self.phase = "idle"
 
@@ -161,26 +171,67 @@ class Trainer:
                 self.phase = "idle"
 
     def _learn(self, ids: list[int], examples: list) -> dict:
-        summary = self.learner.learn(examples, self.steps_per_feedback)
-        steps = summary.pop("history")
-        if "rolled_back" in summary:
-            reason = summary["rolled_back"]
-            self.store.mark_examples(ids, "failed" if summary["failed"] else "skipped", error=reason)
-            self.last_error = reason if summary["failed"] else None
-            return {"examples": ids, "skipped": reason}
-        metrics = {k: summary[k] for k in ("loss", "divergence", "advantage", "grad_norm", "tokens", "seconds",
-                                           "steps", "first_loss")}
+        """Each example is one feedback event; the events that were not rolled back become one version."""
+        from continualcode.learning.recipe import learn_from_feedback
+
+        trained, summaries, skipped = [], [], {}
+        for example_id, example in zip(ids, examples):
+            summary = learn_from_feedback(
+                self.learner, example, self.recipe, recent_prompts=self._recent_prompts(),
+                accepted=accepted_answers(self.store, self.learner.tokenizer, self.recipe.replay_size)
+                if self.recipe.replay else (),
+                progress=self._progress(example_id), seed=example_id)
+            if "rolled_back" in summary:
+                reason = summary["rolled_back"]
+                self.store.mark_examples([example_id], "failed" if summary["failed"] else "skipped", error=reason)
+                self.last_error = reason if summary["failed"] else None
+                skipped[example_id] = reason
+            else:
+                trained.append(example_id)
+                summaries.append(summary)
+        if not trained:
+            return {"examples": ids, "skipped": "; ".join(dict.fromkeys(skipped.values()))}
+        last = summaries[-1]
+        metrics = {k: last[k] for k in ("loss", "divergence", "advantage", "grad_norm", "tokens")}
+        metrics.update(first_loss=summaries[0]["first_loss"], by_kind=last["by_kind"],
+                       **{k: sum(s[k] for s in summaries) for k in ("seconds", "steps", "rollouts", "teacher_samples",
+                                                                     "expanded", "replayed")})
         parent = self.loaded_version if self.loaded_version is not UNLOADED else None
-        version = self.learner.publish(self.registry, parent=parent, examples=ids, metrics=metrics,
+        version = self.learner.publish(self.registry, parent=parent, examples=trained, metrics=metrics,
                                        checksum=self.resolved.checksum).version
         self.loaded_version = version
         decision = self._promote(version)
-        self.store.mark_examples(ids, "trained", adapter_version=version)
-        self.store.add_train_step(adapter_version=version, example_ids=ids, metrics=metrics)
+        self.store.mark_examples(trained, "trained", adapter_version=version)
+        self.store.add_train_step(adapter_version=version, example_ids=trained, metrics=metrics)
         self.last_metrics, self.last_error = {**metrics, "version": version, **decision}, None
-        self.steps_done += len(steps)
-        self.recent_losses.extend(m["loss"] for m in steps)
-        return {"examples": ids, "version": version, "metrics": metrics, **decision}
+        self.steps_done += metrics["steps"]
+        self.recent_losses.extend(m["loss"] for s in summaries for m in s["history"])
+        result = {"examples": trained, "version": version, "metrics": metrics, **decision}
+        if skipped:
+            result["skipped_examples"] = skipped
+        return result
+
+    def _progress(self, example_id: int):
+        """The recipe's progress callback: `phase` for /status and the TUI, and the live step count."""
+        before = self.steps_taken
+
+        def report(progress: Progress) -> None:
+            self.steps_taken = before + progress.taken
+            self.phase = f"training example {example_id}: {progress}"
+        return report
+
+    def _recent_prompts(self) -> list[list[dict]]:
+        """The user's latest judged prompts (distinct conversations, newest first): the recipe's
+        expansion candidates; the recipe skips the event's own."""
+        if not self.recipe.expand:
+            return []
+        seen: set[str] = set()
+        prompts = []
+        for row in self.store.recent_examples(8 * (self.recipe.expand + 1)):
+            if row["x"] and repr(row["x"]) not in seen:
+                seen.add(repr(row["x"]))
+                prompts.append(row["x"])
+        return prompts
 
     def _promote(self, version: str) -> dict:
         decision = {"decision": "promoted", "reason": "gate off", "scores": {}}

@@ -34,7 +34,21 @@ HINDSIGHT_FEEDBACK = (
 HINDSIGHT_SOLUTION = "\n\n[Hindsight] A reply the user accepted for this request:\n\n{solution}\n"
 
 
-TEMPLATES = ("reprompt", "hindsight")
+# The standing-instruction form (our wording), for context distillation (issue 15): the feedback was given
+# on another request, so the teacher is told it holds from now on wherever it applies, and to answer as
+# usual where it does not (there the teacher agrees with the student and the loss vanishes).
+INSTRUCTION_FEEDBACK = (
+    "\n\n[Standing instruction] Earlier in this project the user told you: {feedback}\n"
+    "Follow this from now on wherever it applies to the request above; where it does not apply, "
+    "answer as you normally would.\n"
+)
+
+
+TEMPLATES = ("reprompt", "hindsight", "instruction")
+
+
+SUPPORTS = ("student", "union", "full")
+"""Token ids the divergence is taken over (``SDPOConfig.support``)."""
 
 
 TEACHER_MODES = ("ema", "trust_region", "base", "live")
@@ -49,7 +63,12 @@ class SDPOConfig:
     1.0 is the paper's setting for rich feedback, and on the learning bench (docs/learning.md) it lifted
     Qwen2.5-Coder's held-out pass rate from 0.24 (alpha 0.5, = base) to 0.32 and tied on SmolLM2."""
     top_k: int | None = 100
-    """Distill over the student's top-K token ids (None = full vocabulary). Reference default 100."""
+    """K of the top-K support (None = full vocabulary). Reference default 100."""
+    support: str = "student"
+    """Token ids the divergence compares the two distributions on: ``student`` (the student's top-K,
+    the reference), ``union`` (the student's and the teacher's top-K, so a token only the teacher ranks
+    high gets its own entry instead of hiding in the tail bucket), ``full`` (the whole vocabulary; top_k
+    ignored). The tail bucket / renormalization applies to student and union alike."""
     add_tail: bool = True
     """Append a tail bucket 1 − Σ top-K probs (else renormalize the K entries). Reference default on."""
     is_clip: float | None = 2.0
@@ -71,8 +90,9 @@ class SDPOConfig:
     forward pays for every token, so we cap the added text and keep its head and tail (errors and test
     summaries sit at the end)."""
     template: str = "reprompt"
-    """Teacher template for examples that do not name one: reprompt (reference text; for failures) or
-    hindsight (lasgroup/user_interactions idea; for conversational follow-ups)."""
+    """Teacher template for examples that do not name one: reprompt (reference text; for failures),
+    hindsight (lasgroup/user_interactions idea; for conversational follow-ups) or instruction (the
+    feedback as a standing instruction, for prompts other than the judged one)."""
     feedback_with_solution: bool = False
     """Keep the feedback when a solution exists. Reference default: feedback only without a solution."""
     hybrid_lambda: float = 0.0
@@ -86,6 +106,8 @@ class SDPOConfig:
             raise ValueError(f"teacher must be one of {TEACHER_MODES}, got {self.teacher!r}")
         if self.template not in TEMPLATES:
             raise ValueError(f"template must be one of {TEMPLATES}, got {self.template!r}")
+        if self.support not in SUPPORTS:
+            raise ValueError(f"support must be one of {SUPPORTS}, got {self.support!r}")
         if self.top_k is not None and self.top_k < 1:
             raise ValueError(f"top_k must be >= 1 or None, got {self.top_k}")
         if not 0.0 <= self.hybrid_lambda <= 1.0:
@@ -100,7 +122,7 @@ class TrainingExample:
     generation stopped on it, so student and teacher score the same tokens.
     ``template`` None means ``SDPOConfig.template``. An example with neither
     feedback nor solution is masked out (unless it has a reward and
-    hybrid_lambda > 0).
+    hybrid_lambda > 0, or it is an ``anchor`` example).
     """
 
     messages: list[dict]
@@ -111,11 +133,16 @@ class TrainingExample:
     old_logprobs: list[float] | None = None
     reward: float | None = None
     meta: dict = field(default_factory=dict)
-    """Caller's bookkeeping (e.g. the store's example id); never read by SDPO."""
+    """Caller's bookkeeping (e.g. the store's example id, the recipe's kind); never read by SDPO."""
+    anchor: bool = False
+    """A replay example (forgetting control): its teacher is the step's anchor (the weights before the
+    feedback event), reading x unchanged, so the loss is a divergence to the pre-update policy."""
 
     def has_signal(self, config: SDPOConfig) -> bool:
         if not self.response_ids:
             return False
+        if self.anchor:
+            return True
         if (self.feedback and self.feedback.strip()) or (self.solution and self.solution.strip()):
             return True
         return config.hybrid_lambda > 0 and self.reward is not None

@@ -98,6 +98,70 @@ def test_summary_means_ratios_and_general_change_by_hand():
     assert overall["methods"]["base"]["general_change"] == 0.0
 
 
+def test_bootstrap_intervals_resample_items_within_scenarios_with_a_fixed_seed():
+    from continualcode.evals.learning_bench import bootstrap
+
+    def result(eval_items, general_items):
+        return {"eval": sum(eval_items) / len(eval_items), "general": sum(general_items) / len(general_items),
+                "eval_items": eval_items, "general_items": general_items, "train": None}
+    per = {"a": {"base": result([0.0, 0.0, 0.0, 0.0], [1.0, 1.0]), "sdpo": result([1.0, 1.0, 0.0, 0.0], [1.0, 0.5])},
+           "b": {"base": result([0.5, 0.5, 0.5, 0.5], [1.0, 0.0]), "sdpo": result([0.5, 0.5, 0.5, 0.5], [1.0, 0.0])}}
+    ci = bootstrap(per, ["base", "sdpo"], replicates=2000, seed=0)
+    assert ci == bootstrap(per, ["base", "sdpo"], replicates=2000, seed=0)  # fixed seed, same intervals
+    assert ci["base"]["eval_ci"] == (0.25, 0.25)  # no spread within either scenario: no interval
+    low, high = ci["sdpo"]["eval_ci"]
+    assert 0.25 <= low < 0.5 < high <= 0.75  # scenario a's 0/1 items spread the mean 0.5 ± 0.25
+    assert ci["sdpo"]["eval_change_ci"] == (low - 0.25, high - 0.25)  # paired with base's constant items
+    assert ci["base"]["general_ci"][0] < 0.75 < ci["base"]["general_ci"][1]
+    overall = summarize(per)
+    assert overall["methods"]["sdpo"]["eval_ci"] == ci["sdpo"]["eval_ci"]
+    assert bootstrap({"a": {"base": {"eval": 0.5, "general": None, "train": None}}}, ["base"]) == {"base": {}}
+
+
+def test_every_lever_is_a_flag_recorded_in_the_settings(tmp_path):
+    import argparse
+
+    from continualcode.commands.bench import register_bench, train_settings
+
+    parser = argparse.ArgumentParser()
+    register_bench(parser)
+    args = parser.parse_args(["learn", "--rollouts", "4", "--rounds", "2", "--expand", "3", "--teacher-samples",
+                              "0.25", "--replay", "--support", "union", "--cache-teacher"])
+    settings = train_settings(args, "smollm2-135m")
+    assert (settings.rollouts, settings.rounds, settings.expand, settings.teacher_samples, settings.replay,
+            settings.support, settings.cache_teacher) == (4, 2, 3, 0.25, True, "union", True)
+    recipe = settings.recipe()
+    assert (recipe.rollouts, recipe.rounds, recipe.steps, recipe.expand, recipe.split()) == (4, 2, 4, 3, (3, 1))
+    assert settings.sdpo_config().support == "union"
+    defaults = train_settings(parser.parse_args(["learn"]), "smollm2-135m")
+    assert defaults.recipe().split() == (0, 0) and defaults.support == "student" and not defaults.replay
+    with pytest.raises(UsageError, match="fraction"):
+        train_settings(parser.parse_args(["learn", "--teacher-samples", "2"]), "smollm2-135m")
+
+
+def test_resume_refuses_a_report_run_with_other_levers(tmp_path):
+    from continualcode.evals.learning_bench import resumable_results
+    from continualcode.evals.learning_methods import TrainSettings
+
+    scenarios = load_scenarios(write(tmp_path / "s.jsonl", scenario("a")))
+    settings = TrainSettings(steps_per_feedback=2, learning_rate=1e-4, rollouts=4)
+    path = tmp_path / "report.json"
+    path.write_text(json.dumps({"model": "m", "settings": {**settings.__dict__, "samples": 4, "seed": 0},
+                                "scenarios": {}}))
+    assert resumable_results(path, "m", scenarios, ["sdpo"], samples=4, seed=0, settings=settings) == {}
+    other = TrainSettings(steps_per_feedback=2, learning_rate=1e-4, rollouts=4, replay=True)
+    with pytest.raises(UsageError, match="other settings"):
+        resumable_results(path, "m", scenarios, ["sdpo"], samples=4, seed=0, settings=other)
+
+
+def test_icl_instruction_shows_the_feedback_as_a_standing_instruction():
+    from continualcode.evals.learning_methods import icl_messages
+
+    hindsight = icl_messages(USER, [("followup", "Be brief.")])[0]["content"]
+    instruction = icl_messages(USER, [("followup", "Be brief.")], "instruction")[0]["content"]
+    assert "[Hindsight]" in hindsight and "[Standing instruction]" in instruction and "Be brief." in instruction
+
+
 # ----------------------------------------------------------------------------- real model
 
 
@@ -166,6 +230,38 @@ def test_bench_cli_on_smollm2_prints_tables_and_json_from_real_checks(tmp_path, 
     assert main([*common, "--only", "easy", "--method", "base", "--method", "icl"]) == 0
     out = capsys.readouterr().out
     assert "easy" in out and "overall" in out and "icl" in out and "sdpo ÷ icl" not in out
+
+
+@pytest.mark.slow
+def test_bench_cli_runs_every_lever_through_the_recipe(tmp_path, small_model, capsys):
+    """All levers at once on SmolLM2 (tiny budget): the report records them, counts what each fed to the
+    steps, and has seconds per feedback and bootstrap intervals."""
+    france = [{"role": "user", "content": "What is the capital of France?"}]
+    path = write(tmp_path / "tiny.jsonl",
+                 {"id": "easy", "train": [{"messages": [{"role": "user", "content": "What is the capital of Italy?"}],
+                                           "feedback": "One word only."},
+                                          {"messages": [{"role": "user", "content": "What is the capital of Spain?"}],
+                                           "feedback": "One word only."}],
+                  "eval": [{"messages": france, "pass_regex": "Paris"}],
+                  "general": [{"messages": [{"role": "user", "content": "What is 2 + 3?"}], "pass_regex": "5"}]})
+    out = tmp_path / "report.json"
+    assert main(["bench", "learn", "--model", small_model.name, "--scenarios", str(path), "--samples", "1",
+                 "--max-new-tokens", "6", "--steps-per-feedback", "1", "--method", "base", "--method", "sdpo",
+                 "--rollouts", "2", "--rounds", "2", "--expand", "1", "--teacher-samples", "0.5", "--replay",
+                 "--support", "union", "--cache-teacher", "--out", str(out), "--markdown"]) == 0
+    report = json.loads(out.read_text())
+    assert {k: report["settings"][k] for k in ("rollouts", "rounds", "expand", "teacher_samples", "replay",
+                                               "support", "cache_teacher")} == \
+        {"rollouts": 2, "rounds": 2, "expand": 1, "teacher_samples": 0.5, "replay": True, "support": "union",
+         "cache_teacher": True}
+    train = report["scenarios"]["easy"]["sdpo"]["train"]
+    assert train["events"] == 2 and train["steps"] == 4 and train["seconds_per_event"] > 0
+    assert train["rollouts"] == 4 and train["teacher_samples"] == 4 and train["replayed"] > 0
+    assert train["expanded"] >= 1 and train["expansion_prompts"][1][0] == "What is the capital of Italy?"
+    assert {"judged", "rollout", "teacher", "replay", "expansion"} <= set(train["by_kind"])
+    overall = report["overall"]["methods"]["sdpo"]
+    assert overall["seconds_per_event"] > 0 and len(overall["eval_ci"]) == 2
+    assert "seconds per feedback" in capsys.readouterr().out
 
 
 def test_baseline_reuses_untrained_methods_only_when_sampled_the_same_way(tmp_path):

@@ -9,13 +9,12 @@ import torch
 from continualcode.config import Settings
 from continualcode.learning.gate import (
     GateConfig,
-    accepted_answers,
     decide,
     degenerate,
     gate_for,
     replay_checks,
 )
-from continualcode.learning.probes import GENERAL_PROBES
+from continualcode.learning.probes import GENERAL_PROBES, accepted_answers
 from continualcode.store.db import Store
 
 X = [{"role": "system", "content": "You are a helpful assistant."},
@@ -102,7 +101,7 @@ def test_accepted_answers_are_solutions_and_replies_whose_tests_passed(tmp_path,
     store.add_message(session, "user", "Fix the test.")
     passed = store.add_message(session, "assistant", "Done: the tests pass.")
     store.add_feedback("test_pass", "checks passed", passed)
-    answers = accepted_answers(store, tokenizer, GateConfig())
+    answers = accepted_answers(store, tokenizer, GateConfig().accepted_size)
     assert [tokenizer.decode(a.response_ids, skip_special_tokens=True) for a in answers] == \
         ["Paris", "Done: the tests pass."]
     assert answers[0].messages == X and answers[1].messages == [{"role": "user", "content": "Fix the test."}]
