@@ -41,6 +41,8 @@ def number_lines(text: str) -> str:
 
 class EditFormat(Protocol):
     name: str
+    stop: tuple[str, ...]
+    """Where a reply is complete: generation stops there (small models ramble on after the fix)."""
 
     def show(self, path: str, text: str) -> str: ...
     def instructions(self, editable: list[str]) -> str: ...
@@ -60,9 +62,14 @@ def check_python(path: str, text: str) -> None:
             raise CandidateError(f"{path} would not parse: {exc.msg} (line {exc.lineno})") from None
 
 
+CLOSING_FENCE = ("\n```\n",)
+"""The end of the fenced block (the opening fence is "```python", so it does not match)."""
+
+
 @dataclass(frozen=True)
 class WholeFile:
     name: str = "whole"
+    stop: tuple[str, ...] = CLOSING_FENCE
 
     def show(self, path: str, text: str) -> str:
         return _fenced(path, text)
@@ -90,7 +97,7 @@ class WholeFile:
         return out
 
     def max_new_tokens(self, files: dict[str, str]) -> int:
-        longest = max((len(t) for t in files.values()), default=400)
+        longest = max((len(t) for p, t in files.items() if not _is_test_path(p)), default=400)
         return min(1024, 40 + longest // 3)
 
 
@@ -101,6 +108,7 @@ _SR_BLOCK = re.compile(r"(?P<path>[^\n`]*?)\n*(?:```[\w-]*\n)?<{5,9} ?SEARCH\n(?
 @dataclass(frozen=True)
 class SearchReplace:
     name: str = "search_replace"
+    stop: tuple[str, ...] = ("REPLACE\n",)
 
     def show(self, path: str, text: str) -> str:
         return _fenced(path, text)
@@ -168,6 +176,7 @@ _LINES_HEADER = re.compile(r"(?P<path>[\w./-]+\.\w+)\s*:\s*(?:lines?\s*)?(?P<sta
 @dataclass(frozen=True)
 class LineRange:
     name: str = "lines"
+    stop: tuple[str, ...] = CLOSING_FENCE
 
     def show(self, path: str, text: str) -> str:
         return f"### {path}\n```\n{number_lines(text)}\n```"
@@ -212,14 +221,15 @@ class LineRange:
 @dataclass(frozen=True)
 class FunctionRewrite:
     name: str = "function"
+    stop: tuple[str, ...] = CLOSING_FENCE
 
     def show(self, path: str, text: str) -> str:
         return _fenced(path, text)
 
     def instructions(self, editable: list[str]) -> str:
-        return ("Reply with the corrected function: one ```python block holding the complete fixed `def` (a "
-                "method: just its `def`, indented as in the class), nothing else. Fix the bug the failing test "
-                "shows; change nothing else. Do not change the tests.")
+        return ("Reply with the corrected function: one ```python block holding the fixed `def` (a method: just "
+                "its `def`), without its docstring, nothing else. Fix the bug the failing test shows; change "
+                "nothing else. Do not change the tests.")
 
     def parse(self, reply: str, files: dict[str, str]) -> dict[str, str]:
         blocks = [m.group("body") for m in _FENCE.finditer(reply)] or [reply]
@@ -238,6 +248,7 @@ class FunctionRewrite:
                     continue
                 path, start, end, indent = place
                 lines = out.get(path, files[path]).splitlines()
+                source = _keep_docstring(source, "\n".join(lines[start - 1:end]))
                 new = _reindent(source, indent).splitlines()
                 lines[start - 1:end] = new
                 out[path] = "\n".join(lines) + "\n"
@@ -289,6 +300,27 @@ def _place_of(name: str, files: dict[str, str]) -> tuple[str, int, int, int] | N
     if len(hits) > 1:
         raise CandidateError(f"several functions are called {name}; cannot tell which one the fix replaces")
     return hits[0] if hits else None
+
+
+def _keep_docstring(new: str, old: str) -> str:
+    """`new` with `old`'s docstring put back when the candidate left it out (it was told it may)."""
+    try:
+        old_node = ast.parse(_dedent(old)).body[0]
+        new_node = ast.parse(_dedent(new)).body[0]
+    except (SyntaxError, IndexError):
+        return new
+    doc = ast.get_docstring(old_node, clean=False) if isinstance(old_node, (ast.FunctionDef, ast.AsyncFunctionDef)) else None
+    if not doc or not isinstance(new_node, (ast.FunctionDef, ast.AsyncFunctionDef)) or ast.get_docstring(new_node):
+        return new
+    old_lines = _dedent(old).splitlines()
+    first = old_node.body[0]
+    doc_lines = old_lines[first.lineno - 1:first.end_lineno]
+    new_lines = _dedent(new).splitlines()
+    body_at = new_node.body[0].lineno - 1
+    indent = len(new_lines[body_at]) - len(new_lines[body_at].lstrip())
+    doc_indent = len(doc_lines[0]) - len(doc_lines[0].lstrip())
+    shifted = [(" " * indent + line[doc_indent:]) if line.strip() else line for line in doc_lines]
+    return "\n".join(new_lines[:body_at] + shifted + new_lines[body_at:])
 
 
 def _dedent(code: str) -> str:

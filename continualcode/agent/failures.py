@@ -23,9 +23,10 @@ KEEP_CHARS = 2500
 TEST_FILE = re.compile(r"(^|/)(test_[^/]*\.py|[^/]*_test\.py|conftest\.py)$|(^|/)tests?/")
 
 
-def is_test_file(path: str) -> bool:
-    """A file the tests are made of (a fix must not change it)."""
-    return bool(TEST_FILE.search(path.replace("\\", "/")))
+def is_test_file(path: str, check: str = "") -> bool:
+    """A file the tests are made of, or that the check command names (a fix must not change it)."""
+    path = path.replace("\\", "/")
+    return bool(TEST_FILE.search(path)) or (bool(check) and path in check.split())
 
 
 @dataclass
@@ -73,7 +74,7 @@ def trim_output(output: str, root: Path | None = None) -> str:
     return text if len(text) <= KEEP_CHARS else text[:KEEP_CHARS // 2] + "\n[...]\n" + text[-KEEP_CHARS // 2:]
 
 
-def implicated_files(failure: Failure, root: Path, *, limit: int = 4) -> list[str]:
+def implicated_files(failure: Failure, root: Path, *, limit: int = 4, check: str = "") -> list[str]:
     """Repo files a fix should see: frames' files, then what the failing test files import.
 
     Code files come before test files (the bug is usually in the code; the
@@ -84,21 +85,19 @@ def implicated_files(failure: Failure, root: Path, *, limit: int = 4) -> list[st
     for path, _ in failure.frames:
         if path not in found and (root / path).is_file():
             found.append(path)
-    tests = [p for p in found if is_test_file(p)]
     for test in failure.failed_tests:
         name = test.split("::", 1)[0]
         if name.endswith(".py") and (root / name).is_file() and name not in found:
             found.append(name)
-            tests.append(name)
-    for test in tests:
-        for imported in local_imports(root, test):
+    for path in list(found):  # what the failing code and tests import is where a bug may hide
+        for imported in local_imports(root, path):
             if imported not in found:
                 found.append(imported)
     if not found:  # nothing parseable (a crash at collection, another runner): all small code files
         found = sorted(str(p.relative_to(root)) for p in root.rglob("*.py")
                        if ".git" not in p.parts and ".continualcode" not in p.parts and p.stat().st_size < 20_000)
-    code = [p for p in found if not is_test_file(p)]
-    tests = [p for p in found if is_test_file(p)]
+    code = [p for p in found if not is_test_file(p, check)]
+    tests = [p for p in found if is_test_file(p, check)]
     return (code + tests)[:limit]
 
 

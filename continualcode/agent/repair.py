@@ -141,6 +141,7 @@ class Repairer:
     def __init__(self, config: RepairConfig | None = None, check: str | None = None) -> None:
         self.config = config or RepairConfig()
         self.check_override = check
+        self.check = check or ""
         if self.config.edit_format not in FORMATS:
             raise ValueError(f"unknown edit format {self.config.edit_format!r}; choose one of {', '.join(FORMATS)}")
         self.format = FORMATS[self.config.edit_format]
@@ -155,6 +156,7 @@ class Repairer:
         if not check:
             return False
         outcome = RepairOutcome("no_failure", check=check)
+        self.check = check
         if not self._allowed(agent, check):
             return False
         agent.events.on_notice(f"running the check: {check}")
@@ -165,7 +167,7 @@ class Repairer:
         failure = read_failure(first.output, agent.workspace.root)
         outcome.initial_failure = failure
         files = {p: (agent.workspace.root / p).read_text(errors="replace")
-                 for p in implicated_files(failure, agent.workspace.root, limit=self.config.max_files)}
+                 for p in implicated_files(failure, agent.workspace.root, limit=self.config.max_files, check=check)}
         if not files:
             return False
         agent.events.on_notice(f"the check fails ({_detail(failure)}); looking at {', '.join(files)}")
@@ -182,7 +184,7 @@ class Repairer:
         """Each file as the edit form wants it; a large one only around the lines the failure names."""
         parts = []
         for path, text in files.items():
-            note = " (a test: read it, do not change it)" if is_test_file(path) else ""
+            note = " (a test: read it, do not change it)" if is_test_file(path, self.check) else ""
             if len(text) > LARGE_FILE_CHARS:
                 lines = text.splitlines()
                 marks = [line for p, line in failure.frames if p == path] or [1]
@@ -201,7 +203,7 @@ class Repairer:
         for number in range(1, self.config.rounds + 1):
             outcome.rounds = number
             agent.events.on_notice(f"round {number}: sampling {self.config.candidates} candidate fixes")
-            params = SamplingParams(max_new_tokens=self.format.max_new_tokens(files),
+            params = SamplingParams(max_new_tokens=self.format.max_new_tokens(files), stop=self.format.stop,
                                     temperature=self.config.temperature, seed=agent.sampling.seed)
             completions = sample(agent.engine, agent.messages, params, self.config.candidates, cancel)
             for index, completion in enumerate(completions, 1):
@@ -209,6 +211,7 @@ class Repairer:
                 outcome.candidates.append(candidate)
                 self._evaluate(candidate, scratch, check, files, agent, seen)
                 agent.events.on_notice(f"candidate {number}.{index}: {_verdict(candidate)}")
+                agent.events.on_candidate(candidate)
                 if candidate.passed:
                     outcome.winner, outcome.status = candidate, "fixed"
                     return
@@ -230,7 +233,7 @@ class Repairer:
         try:
             edits = self.format.parse(candidate.completion.text, files)
             for path, text in edits.items():
-                if is_test_file(path):
+                if is_test_file(path, check):
                     raise CandidateError(f"the fix changes the test file {path}; fixes must not change the tests")
                 check_python(path, text)
             edits = {p: t for p, t in edits.items() if t != files[p]}
@@ -329,13 +332,8 @@ class Repairer:
                                                          token_ids=candidate.completion.token_ids,
                                                          logprobs=candidate.completion.logprobs,
                                                          adapter_version=candidate.completion.adapter_version)
-            x = candidate.completion.extra.get("messages")
-            if candidate.error:
-                kind, text = "parse_error", f"This fix could not be used: {candidate.error}"
-            else:
-                kind, text = "test_failure", FEEDBACK.format(check=outcome.check, exit_code=candidate.exit_code,
-                                                             failure=candidate.failure.output if candidate.failure else "")
-            recorder.record(kind, text, candidate.message_id, x=x)
+            kind, text = candidate_feedback(outcome.check, candidate)
+            recorder.record(kind, text, candidate.message_id, x=candidate.completion.extra.get("messages"))
             failed_ids.append(candidate.message_id)
         if outcome.winner is not None and outcome.winner.message_id is not None:
             recorder.mark_success(outcome.winner.message_id, failed_ids, outcome.winner.completion.text,
@@ -375,6 +373,14 @@ def _detail(failure: Failure) -> str:
     if failure.passed or failure.failed:
         return f"{failure.failed} failing, {failure.passed} passing"
     return "it errors before any test runs"
+
+
+def candidate_feedback(check: str, candidate: Candidate) -> tuple[str, str]:
+    """(feedback kind, text) a failed candidate is judged by: its check output, or why it was unusable."""
+    if candidate.error:
+        return "parse_error", f"This fix could not be used: {candidate.error}"
+    output = candidate.failure.output if candidate.failure else ""
+    return "test_failure", FEEDBACK.format(check=check, exit_code=candidate.exit_code, failure=output)
 
 
 def _verdict(candidate: Candidate) -> str:

@@ -37,6 +37,7 @@ from typing import Callable
 
 from continualcode.agent.feedback import FeedbackRecorder
 from continualcode.agent.loop import Agent, AgentEvents, Decision
+from continualcode.agent.repair import RepairConfig, Repairer, candidate_feedback
 from continualcode.agent.system_prompt import system_prompt
 from continualcode.agent.tool_calls import ToolCall
 from continualcode.engines.base import SamplingParams
@@ -118,10 +119,12 @@ class SolveOutcome:
 class _AttemptEvents(AgentEvents):
     """Keeps each sampled turn (for SDPO) and which of them changed files; forwards progress."""
 
-    def __init__(self, progress: SolveEvents):
+    def __init__(self, progress: SolveEvents, check: str = ""):
         self.progress = progress
+        self.check = check
         self.agent: Agent | None = None
         self.turns: list[tuple[Turn, bool]] = []
+        self.candidates: list[tuple[Turn, str]] = []   # failed repair candidates and their own feedback
         self.calls: list[dict] = []
 
     def on_text(self, piece: str) -> None:
@@ -136,6 +139,16 @@ class _AttemptEvents(AgentEvents):
         if call.name in ("write_file", "edit") and result.ok and self.turns:
             self.turns[-1] = (self.turns[-1][0], True)
         self.progress.on_tool(call, result.ok, result.output)
+
+    def on_candidate(self, candidate) -> None:
+        """A repair candidate (the shared generator): a failed one is a turn the next steps learn from,
+        judged by its own check output."""
+        if candidate.passed or candidate.duplicate_of is not None:
+            return
+        completion = candidate.completion
+        turn = Turn(completion.extra.get("messages") or [dict(m) for m in self.agent.messages], completion.text,
+                    list(completion.token_ids), list(completion.logprobs))
+        self.candidates.append((turn, candidate_feedback(self.check, candidate)[1]))
 
     def learning_turns(self, limit: int = MAX_EXAMPLES) -> list[Turn]:
         """The turns a failed check judges: the latest that changed files, then the last turn if room."""
@@ -195,10 +208,15 @@ class Solver:
                 outcome.diff = self.scratch.diff()
                 break
             if self.adapter is not None and number < self.budget:
-                turns = events.learning_turns(self.max_examples)
-                self.events.on_learn_start(number, len(turns))
                 feedback = FEEDBACK.format(check=self.check, exit_code=exit_code, output=output)
-                report.learn = self.adapter.learn(turns, feedback) if turns else {"skipped": "no turns"}
+                if events.candidates:  # the candidate generator ran: each candidate with its own check output
+                    judged = events.candidates[-self.max_examples:]
+                    turns, feedbacks = [t for t, _ in judged], [f for _, f in judged]
+                else:
+                    turns = events.learning_turns(self.max_examples)
+                    feedbacks = [feedback] * len(turns)
+                self.events.on_learn_start(number, len(turns))
+                report.learn = self.adapter.learn(turns, feedbacks) if turns else {"skipped": "no turns"}
                 self.events.on_learn(number, report.learn)
         return outcome
 
@@ -213,7 +231,7 @@ class Solver:
     def _new_agent(self) -> tuple[Agent, _AttemptEvents]:
         from continualcode.agent.system_prompt import repo_summary
 
-        events = _AttemptEvents(self.events)
+        events = _AttemptEvents(self.events, self.check)
         session = self.store.start_session(repo_root=str(self.scratch.root), model=self.settings.model,
                                            engine=self.settings.engine)
         agent = Agent(
@@ -223,6 +241,11 @@ class Solver:
             sampling=SamplingParams(max_new_tokens=self.settings.max_new_tokens,
                                     temperature=self.settings.temperature),
             max_turns=self.settings.max_turns,
+            # the same candidate generator as the agent's repair flow; each attempt is one round
+            repairer=Repairer(RepairConfig(candidates=self.settings.repair_candidates, rounds=1,
+                                           edit_format=self.settings.edit_format,
+                                           check_timeout=self.check_timeout), check=self.check)
+            if getattr(self.settings, "repair", True) else None,
         )
         events.agent = agent
         return agent, events

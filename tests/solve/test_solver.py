@@ -50,7 +50,14 @@ def repo(git_repo: Path) -> Path:
 
 
 def settings(**kw) -> Settings:
-    return Settings(engine="scripted", learn=False, max_turns=4, **kw)
+    """These tests script the tool loop (edit calls); the candidate generator has its own tests below."""
+    return Settings(engine="scripted", learn=False, max_turns=4, **{"repair": False, **kw})
+
+
+def no_repair_config(repo: Path) -> None:
+    """The same for tests that run the command line."""
+    (repo / ".continualcode").mkdir(exist_ok=True)
+    (repo / ".continualcode" / "config.toml").write_text("repair = false\n")
 
 
 def user_state(repo: Path) -> tuple[str, str, str]:
@@ -175,6 +182,7 @@ def test_sigkilled_solve_leaves_tree_and_registry_unchanged(repo, tmp_path):
     registry = AdapterRegistry.for_repo(repo)
     registry.set_live(registry.publish_from_dir(fake, parent=None, base_model="smollm2-135m", base_checksum=None,
                                                 examples=[], metrics={}).version)
+    no_repair_config(repo)
     registry_before = _registry_state(registry.root)
     before = user_state(repo)
     script = tmp_path / "replies.json"
@@ -309,6 +317,7 @@ def test_sdpo_learns_between_attempts_and_merges_with_lineage(repo, small_model)
 def test_command_line_solve_applies_with_apply_and_reports_json(repo, tmp_path, capsys):
     from continualcode.cli import main
 
+    no_repair_config(repo)
     script = tmp_path / "replies.json"
     script.write_text(json.dumps(WRONG + RIGHT))
     code = main(["solve", TASK, "--check", CHECK, "--repo", str(repo), "--engine", "scripted", "--script", str(script),
@@ -337,3 +346,42 @@ def test_learning_turns_prefer_file_changes_then_the_last_turn():
     assert [t.text for t in events.learning_turns(1)] == ["edit2"]
     events.turns = [(read, False), (answer, False)]
     assert [t.text for t in events.learning_turns(4)] == ["answer"]
+
+
+# -- solve uses the agent's candidate generator --------------------------------------------------------------
+
+def sr(replace: str) -> str:
+    return f"app.py\n<<<<<<< SEARCH\n    return a - b\n=======\n    return {replace}\n>>>>>>> REPLACE\n"
+
+
+class RecordingAdapter:
+    """Stands in for the task adapter: records what each SDPO round would learn from."""
+
+    def __init__(self):
+        self.calls = []
+        self.version = None
+
+    def serve(self):
+        pass
+
+    def learn(self, turns, feedback):
+        self.calls.append((turns, feedback))
+        return {"steps": 1, "loss": 0.0}
+
+
+def test_each_attempt_is_a_round_of_candidates_and_sdpo_learns_from_their_own_failures(repo):
+    engine = ScriptedEngine([sr("a * b"), sr("b - a"), sr("a + b"), sr("a")])
+    adapter = RecordingAdapter()
+    solver = Solver(repo, engine, settings(repair=True, repair_candidates=2), task=TASK, check=CHECK,
+                    method="sdpo", budget=3, adapter=adapter)
+    try:
+        outcome = solver.run()
+        fixed = (solver.scratch.root / "app.py").read_text()
+    finally:
+        solver.close()
+    assert outcome.solved and len(outcome.attempts) == 2 and "return a + b" in fixed
+    assert "return a + b" in outcome.diff and (repo / "app.py").read_text() == "def add(a, b):\n    return a - b\n"
+    [(turns, feedbacks)] = adapter.calls  # learning ran once, between the two attempts
+    assert [t.text for t in turns] == [sr("a * b"), sr("b - a")]
+    assert all("failed with this fix" in f for f in feedbacks) and feedbacks[0] != feedbacks[1]
+    assert all(t.messages and t.messages[-1]["role"] == "user" for t in turns)  # x: what the candidates answered
