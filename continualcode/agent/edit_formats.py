@@ -45,7 +45,7 @@ class EditFormat(Protocol):
     """Where a reply is complete: generation stops there (small models ramble on after the fix)."""
 
     def show(self, path: str, text: str) -> str: ...
-    def instructions(self, editable: list[str]) -> str: ...
+    def instructions(self, editable: list[str], suspects: list[tuple[str, str]] = ()) -> str: ...
     def parse(self, reply: str, files: dict[str, str]) -> dict[str, str]: ...
     def max_new_tokens(self, files: dict[str, str]) -> int: ...
 
@@ -74,7 +74,7 @@ class WholeFile:
     def show(self, path: str, text: str) -> str:
         return _fenced(path, text)
 
-    def instructions(self, editable: list[str]) -> str:
+    def instructions(self, editable: list[str], suspects: list[tuple[str, str]] = ()) -> str:
         target = editable[0] if editable else "the file"
         return (f"Reply with the complete corrected file: first a line `### {target}` (the file's path), then "
                 "the whole file in one ```python block, every line, changed or not. Change only what the fix "
@@ -113,7 +113,7 @@ class SearchReplace:
     def show(self, path: str, text: str) -> str:
         return _fenced(path, text)
 
-    def instructions(self, editable: list[str]) -> str:
+    def instructions(self, editable: list[str], suspects: list[tuple[str, str]] = ()) -> str:
         target = editable[0] if editable else "app.py"
         return ("Reply with the fix as a search/replace block: the file's path on its own line, then\n"
                 "<<<<<<< SEARCH\n(the current lines to change, copied exactly)\n=======\n(the new lines)\n"
@@ -181,7 +181,7 @@ class LineRange:
     def show(self, path: str, text: str) -> str:
         return f"### {path}\n```\n{number_lines(text)}\n```"
 
-    def instructions(self, editable: list[str]) -> str:
+    def instructions(self, editable: list[str], suspects: list[tuple[str, str]] = ()) -> str:
         target = editable[0] if editable else "app.py"
         return ("The files are shown with line numbers. Reply with the line range to replace and the new lines: "
                 f"a line `{target}:START-END` (or `{target}:LINE` for one line), then the new lines, without "
@@ -226,8 +226,9 @@ class FunctionRewrite:
     def show(self, path: str, text: str) -> str:
         return _fenced(path, text)
 
-    def instructions(self, editable: list[str]) -> str:
-        return ("Reply with the corrected function: one ```python block holding the fixed `def` (a method: just "
+    def instructions(self, editable: list[str], suspects: list[tuple[str, str]] = ()) -> str:
+        target = f"`{suspects[0][1]}`" if len(suspects) == 1 else "function"
+        return (f"Reply with the corrected {target}: one ```python block holding the fixed `def` (a method: just "
                 "its `def`), without its docstring, nothing else. Fix the bug the failing test shows; change "
                 "nothing else. Do not change the tests.")
 
@@ -235,10 +236,13 @@ class FunctionRewrite:
         blocks = [m.group("body") for m in _FENCE.finditer(reply)] or [reply]
         out: dict[str, str] = {}
         found = False
+        wanted = _names_tests_need(files)
         for body in blocks:
             for name, source in _functions_in(body):
-                found = True
                 place = _place_of(name, {p: out.get(p, t) for p, t in files.items()})
+                if place is None and name not in wanted:
+                    continue  # a helper or a copy of the test code: not part of the fix
+                found = True
                 if place is None:
                     target = next((p for p in files if not _is_test_path(p)), None)
                     if target is None:
@@ -265,13 +269,48 @@ def _is_test_path(path: str) -> bool:
     return name.startswith("test_") or name.endswith("_test.py") or "tests/" in path
 
 
+def _names_tests_need(files: dict[str, str]) -> set[str]:
+    """Names the test files use but do not define (a missing function the fix may add)."""
+    used, defined = set(), set()
+    for path, text in files.items():
+        if not _is_test_path(path):
+            continue
+        try:
+            tree = ast.parse(text)
+        except SyntaxError:
+            continue
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Name):
+                used.add(node.id)
+            elif isinstance(node, ast.alias):
+                used.add(node.asname or node.name)
+            elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+                defined.add(node.name)
+    return used - defined
+
+
+def _parseable_prefix(text: str) -> ast.Module:
+    """`text` parsed, or its longest prefix that parses (a reply cut off, or rambling into a broken
+    second function after the fixed one)."""
+    try:
+        return ast.parse(text)
+    except SyntaxError as exc:
+        error = exc
+    lines = text.splitlines()
+    for end in range(len(lines) - 1, 0, -1):
+        try:
+            tree = ast.parse("\n".join(lines[:end]))
+        except SyntaxError:
+            continue
+        if any(isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)) for n in tree.body):
+            return tree
+    raise CandidateError(f"the function does not parse: {error.msg} (line {error.lineno})") from None
+
+
 def _functions_in(code: str) -> list[tuple[str, str]]:
     """(name, source) of every function defined at the top of `code` or inside its classes."""
     text = _dedent(code)
-    try:
-        tree = ast.parse(text)
-    except SyntaxError as exc:
-        raise CandidateError(f"the function does not parse: {exc.msg} (line {exc.lineno})") from None
+    tree = _parseable_prefix(text)
     lines = text.splitlines()
     found = []
     for node in tree.body:

@@ -89,10 +89,10 @@ def implicated_files(failure: Failure, root: Path, *, limit: int = 4, check: str
         name = test.split("::", 1)[0]
         if name.endswith(".py") and (root / name).is_file() and name not in found:
             found.append(name)
-    for path in list(found):  # what the failing code and tests import is where a bug may hide
-        for imported in local_imports(root, path):
-            if imported not in found:
-                found.append(imported)
+    frontier = list(found)
+    for _ in range(2):  # what the failing tests import, and what that imports: where a bug may hide
+        frontier = [i for path in frontier for i in local_imports(root, path) if i not in found]
+        found.extend(dict.fromkeys(frontier))
     if not found:  # nothing parseable (a crash at collection, another runner): all small code files
         found = sorted(str(p.relative_to(root)) for p in root.rglob("*.py")
                        if ".git" not in p.parts and ".continualcode" not in p.parts and p.stat().st_size < 20_000)
@@ -136,3 +136,58 @@ def _relative(path: str, root: Path) -> str | None:
     if ".venv" in rel.parts or "site-packages" in rel.parts:
         return None
     return str(rel)
+
+
+def suspect_functions(failure: Failure, root: Path, files: list[str], check: str = "") -> list[tuple[str, str]]:
+    """(path, name) of the code functions the failing tests call, then the ones those call: where to look.
+
+    A small model shown three functions rewrites whichever it likes; naming the
+    ones on the failing path (read from the failing test functions' calls and
+    the traceback frames) points it at the bug.
+    """
+    root = Path(root)
+    defined: dict[str, list[tuple[str, ast.AST]]] = {}
+    for path in files:
+        if is_test_file(path, check):
+            continue
+        try:
+            tree = ast.parse((root / path).read_text())
+        except (OSError, SyntaxError, ValueError):
+            continue
+        for node in ast.walk(tree):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                defined.setdefault(node.name, []).append((path, node))
+    ordered: list[tuple[str, str]] = []
+
+    def add(name: str) -> None:
+        for path, _ in defined.get(name, []):
+            if (path, name) not in ordered:
+                ordered.append((path, name))
+
+    for path, line in failure.frames:  # frames inside code: the function that line is in
+        for name, places in defined.items():
+            if any(p == path and n.lineno <= line <= n.end_lineno for p, n in places):
+                add(name)
+    for test in failure.failed_tests:
+        test_path, _, test_name = test.partition("::")
+        test_name = test_name.split("[", 1)[0].split("::")[-1]
+        try:
+            tree = ast.parse((root / test_path).read_text())
+        except (OSError, SyntaxError, ValueError):
+            continue
+        for node in ast.walk(tree):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.name == test_name:
+                for call in ast.walk(node):
+                    if isinstance(call, ast.Call):
+                        target = call.func
+                        add(target.attr if isinstance(target, ast.Attribute) else getattr(target, "id", ""))
+                        for argument in call.args:  # check(candidate): the function under test is passed
+                            if isinstance(argument, ast.Name):
+                                add(argument.id)
+    for path, name in list(ordered):  # one level down: what the suspects call
+        for _, node in defined.get(name, []):
+            for call in ast.walk(node):
+                if isinstance(call, ast.Call):
+                    target = call.func
+                    add(target.attr if isinstance(target, ast.Attribute) else getattr(target, "id", ""))
+    return ordered

@@ -43,6 +43,7 @@ from continualcode.agent.failures import (
     implicated_files,
     is_test_file,
     read_failure,
+    suspect_functions,
 )
 from continualcode.agent.tool_calls import ToolCall
 from continualcode.engines.base import Completion, SamplingParams
@@ -54,17 +55,23 @@ Agent = Any
 """continualcode.agent.loop.Agent (not imported: the loop imports this module's caller side)."""
 RequestResult = Any
 
+REPAIR_SYSTEM = ("You are an expert Python programmer. You fix bugs so that failing tests pass: you read the "
+                 "error and the code, find the wrong line, and write the corrected code. You never change the tests.")
+"""The candidates' own system prompt: the agent's (tool calls) made the bundled model answer with tool
+calls instead of code in 3 of 8 candidates (docs/agent.md)."""
 REPAIR_WORDS = re.compile(
     r"\b(tests?|failing|fails?|failed|failure|errors?|exceptions?|traceback|crash\w*|bugs?|broken|fix\w*|"
     r"pytest|raises?)\b", re.IGNORECASE)
-CONTEXT = """The check `{check}` fails:
+CONTEXT = """{request}
+
+The check `{check}` fails:
 
 {failure}
 
 The files involved:
 
 {files}
-
+{hint}
 {instructions}"""
 RETRY = """That fix did not work: the check `{check}` still fails ({detail}):
 
@@ -72,6 +79,8 @@ RETRY = """That fix did not work: the check `{check}` still fails ({detail}):
 
 Write a different fix. {instructions}"""
 FEEDBACK = "The check `{check}` failed with this fix (exit code {exit_code}):\n{failure}"
+REPAIR_SESSION = "repair"
+"""The store session kind of a stored candidate (`Store.list_sessions` leaves them out)."""
 LARGE_FILE_CHARS = 12_000
 """Files longer than this are shown around the implicated lines instead of whole."""
 
@@ -92,6 +101,9 @@ class RepairConfig:
     edit_format: str = "search_replace"
     """How candidates are written: whole, search_replace or lines (continualcode.agent.edit_formats)."""
     temperature: float = 0.8
+    prefix: str = "name"
+    """How a `function` candidate starts: "name" (``def <the suspect>(`` when the failure points at one
+    function, else ``def ``), "bug" (a ``# The bug:`` comment first), "def", or "none"."""
     check_timeout: float = 120.0
     time_budget: float = 600.0
     """Seconds after which no new round starts."""
@@ -142,6 +154,7 @@ class Repairer:
         self.config = config or RepairConfig()
         self.check_override = check
         self.check = check or ""
+        self.candidate_timeout = self.config.check_timeout
         if self.config.edit_format not in FORMATS:
             raise ValueError(f"unknown edit format {self.config.edit_format!r}; choose one of {', '.join(FORMATS)}")
         self.format = FORMATS[self.config.edit_format]
@@ -161,6 +174,9 @@ class Repairer:
             return False
         agent.events.on_notice(f"running the check: {check}")
         first = run_in_repo(check, agent.workspace, agent.tools["run_tests"].config, self.config.check_timeout)
+        # A candidate that loops forever must not cost the whole check timeout: a few times what the
+        # check took on the unfixed code is plenty (a mutated loop condition is a common candidate).
+        self.candidate_timeout = min(self.config.check_timeout, max(10.0, 4 * first.duration + 5))
         if first.ok:
             agent.events.on_notice("the check passes already; nothing to repair")
             return False
@@ -170,12 +186,13 @@ class Repairer:
                  for p in implicated_files(failure, agent.workspace.root, limit=self.config.max_files, check=check)}
         if not files:
             return False
+        suspects = suspect_functions(failure, agent.workspace.root, list(files), check)
         agent.events.on_notice(f"the check fails ({_detail(failure)}); looking at {', '.join(files)}")
-        agent.append_message("user", CONTEXT.format(check=check, failure=failure.output,
-                                                    files=self._show(files, failure),
-                                                    instructions=self.format.instructions(list(files))))
+        conversation = [{"role": "system", "content": REPAIR_SYSTEM}, {"role": "user", "content": CONTEXT.format(
+            request=request.strip(), check=check, failure=failure.output, files=self._show(files, failure),
+            hint=_hint(suspects), instructions=self.format.instructions(list(files), suspects))}]
         with ScratchTree.create(agent.workspace.root) as scratch:
-            self._rounds(agent, scratch, check, files, outcome, started, cancel)
+            self._rounds(agent, conversation, scratch, check, files, suspects, outcome, started, cancel)
         outcome.seconds = time.monotonic() - started
         self._finish(agent, request, outcome, result)
         return True
@@ -197,15 +214,17 @@ class Repairer:
         return "\n\n".join(parts)
 
     # -- rounds --------------------------------------------------------------------------------
-    def _rounds(self, agent: Agent, scratch: ScratchTree, check: str, files: dict[str, str],
-                outcome: RepairOutcome, started: float, cancel) -> None:
+    def _rounds(self, agent: Agent, conversation: list[dict], scratch: ScratchTree, check: str,
+                files: dict[str, str], suspects: list[tuple[str, str]], outcome: RepairOutcome, started: float,
+                cancel) -> None:
         seen: dict[str, int] = {}
         for number in range(1, self.config.rounds + 1):
             outcome.rounds = number
             agent.events.on_notice(f"round {number}: sampling {self.config.candidates} candidate fixes")
             params = SamplingParams(max_new_tokens=self.format.max_new_tokens(files), stop=self.format.stop,
-                                    temperature=self.config.temperature, seed=agent.sampling.seed)
-            completions = sample(agent.engine, agent.messages, params, self.config.candidates, cancel)
+                                    temperature=self.config.temperature, seed=agent.sampling.seed,
+                                    prefix=self._prefix(suspects))
+            completions = sample(agent.engine, conversation, params, self.config.candidates, cancel)
             for index, completion in enumerate(completions, 1):
                 candidate = Candidate(number, index, completion)
                 outcome.candidates.append(candidate)
@@ -222,10 +241,21 @@ class Repairer:
             closest = _closest(outcome.candidates[-len(completions):])
             if closest is None:
                 return
-            agent.append_message("assistant", closest.completion.text, closest.completion)
             failure = closest.failure.output if closest.failure else closest.error or ""
-            agent.append_message("user", RETRY.format(check=check, failure=failure, detail=_verdict(closest),
-                                                      instructions=self.format.instructions(list(files))))
+            conversation += [{"role": "assistant", "content": closest.completion.text},
+                             {"role": "user", "content": RETRY.format(
+                                 check=check, failure=failure, detail=_verdict(closest),
+                                 instructions=self.format.instructions(list(files), suspects))}]
+
+    def _prefix(self, suspects: list[tuple[str, str]]) -> str:
+        """How every candidate of the function form starts (RepairConfig.prefix)."""
+        if self.format.name != "function" or self.config.prefix == "none":
+            return ""
+        if self.config.prefix == "bug":
+            return "```python\n# The bug:"
+        if self.config.prefix == "name" and len(suspects) == 1:
+            return f"```python\ndef {suspects[0][1]}("
+        return "```python\ndef "
 
     def _evaluate(self, candidate: Candidate, scratch: ScratchTree, check: str, files: dict[str, str],
                   agent: Agent, seen: dict[str, int]) -> None:
@@ -252,7 +282,7 @@ class Repairer:
         scratch.reset()
         for path, text in edits.items():
             (scratch.root / path).write_text(text)
-        done = run_in_repo(check, Workspace(scratch.root), agent.tools["run_tests"].config, self.config.check_timeout)
+        done = run_in_repo(check, Workspace(scratch.root), agent.tools["run_tests"].config, self.candidate_timeout)
         candidate.passed, candidate.exit_code = done.ok, done.exit_code
         candidate.failure = None if done.ok else read_failure(done.output.replace(f"{scratch.root}/", ""),
                                                               scratch.root)
@@ -274,8 +304,8 @@ class Repairer:
         check = outcome.check
         winner = outcome.winner
         shown = winner or _closest(outcome.candidates)
-        if shown is not None:
-            shown.message_id = agent.append_message("assistant", shown.completion.text, shown.completion)
+        if shown is not None:  # what a follow-up of the user's judges: the reply that was applied or closest
+            shown.message_id = store_candidate(agent, request, shown)
             agent.last_reply_id = shown.message_id
             result.adapter_version = shown.completion.adapter_version
         self._record_siblings(agent, request, outcome)
@@ -287,6 +317,7 @@ class Repairer:
                 f"\nThe closest attempt ({_detail(shown.failure)}):\n{shown.diff}\n{shown.failure.output}")
             result.final_text = (f"No candidate fix made `{check}` pass ({len(outcome.candidates)} tried in "
                                  f"{outcome.rounds} round(s)). Nothing in your files was changed.{closest}")
+            _summarize_in_conversation(agent, outcome, result)
             return
         decision = agent.approve_change(winner.diff)
         if decision.kind == "no":
@@ -312,32 +343,55 @@ class Repairer:
         result.stop_reason = "answered"
         result.final_text = (f"Fixed: the check `{check}` {'passes' if final.ok else 'still FAILS in your tree'} "
                              f"after this change ({len(outcome.candidates)} candidate(s) tried):\n{winner.diff}")
+        _summarize_in_conversation(agent, outcome, result)
 
     def _record_siblings(self, agent: Agent, request: str, outcome: RepairOutcome) -> None:
-        """Failed candidates → reprompt examples (x = the conversation they answered); the winner →
-        their solution."""
-        recorder, store = agent.recorder, agent.store
-        if not recorder.learn:
+        """Failed candidates → reprompt examples judged by their own check output; the winner → their
+        solution (SDPO's successful sibling as a demonstration)."""
+        if not agent.recorder.learn:
             return
-        side = None
         failed_ids: list[int] = []
         for candidate in outcome.candidates:
-            if candidate.passed or candidate.duplicate_of is not None or candidate is outcome.winner:
+            if candidate.passed or candidate.duplicate_of is not None:
                 continue
             if candidate.message_id is None:
-                if side is None:
-                    side = store.start_session(repo_root=str(agent.workspace.root), model=agent.engine.model_name,
-                                               engine="repair", title=f"repair candidates: {request[:60]}")
-                candidate.message_id = store.add_message(side, "assistant", candidate.completion.text,
-                                                         token_ids=candidate.completion.token_ids,
-                                                         logprobs=candidate.completion.logprobs,
-                                                         adapter_version=candidate.completion.adapter_version)
+                candidate.message_id = store_candidate(agent, request, candidate)
             kind, text = candidate_feedback(outcome.check, candidate)
-            recorder.record(kind, text, candidate.message_id, x=candidate.completion.extra.get("messages"))
+            agent.recorder.record(kind, text, candidate.message_id)
             failed_ids.append(candidate.message_id)
         if outcome.winner is not None and outcome.winner.message_id is not None:
-            recorder.mark_success(outcome.winner.message_id, failed_ids, outcome.winner.completion.text,
-                                  text=f"the check `{outcome.check}` passed with this fix")
+            agent.recorder.mark_success(outcome.winner.message_id, failed_ids, outcome.winner.completion.text,
+                                        text=f"the check `{outcome.check}` passed with this fix")
+
+
+def store_candidate(agent: Agent, request: str, candidate: Candidate) -> int:
+    """Keep a candidate with the conversation it answered, as a session of its own (kind "repair", not
+    offered by /resume): its training examples read x from it like any other reply's."""
+    store, completion = agent.store, candidate.completion
+    session = store.start_session(repo_root=str(agent.workspace.root), model=agent.engine.model_name,
+                                  engine=REPAIR_SESSION, title=f"candidate {candidate.round}.{candidate.index}: "
+                                  f"{request.strip()[:60]}")
+    for message in completion.extra.get("messages") or []:
+        store.add_message(session, message["role"], message["content"])
+    return store.add_message(session, "assistant", completion.text, token_ids=completion.token_ids,
+                             logprobs=completion.logprobs, adapter_version=completion.adapter_version)
+
+
+def _summarize_in_conversation(agent: Agent, outcome: RepairOutcome, result: RequestResult) -> None:
+    """What the user's conversation keeps of the repair: the check's verdict and the outcome, so a later
+    request (or a resumed session) knows what happened. Not a model reply: no tokens to train on."""
+    agent.append_message("user", f"[continualcode ran the check `{outcome.check}`: "
+                                 f"{_detail(outcome.initial_failure)}; tried {len(outcome.candidates)} candidate fixes]")
+    agent.append_message("assistant", result.final_text)
+
+
+def _hint(suspects: list[tuple[str, str]]) -> str:
+    if not suspects:
+        return ""
+    if len(suspects) == 1:
+        return f"\nThe failing test runs `{suspects[0][1]}` ({suspects[0][0]}): the bug is there.\n"
+    named = ", ".join(f"`{name}` ({path})" for path, name in suspects[:6])
+    return f"\nThe failing tests run {named}: the bug is in one of them.\n"
 
 
 def sample(engine, messages: list[dict], params: SamplingParams, n: int, cancel=None) -> list[Completion]:

@@ -195,6 +195,7 @@ class EmbeddedEngine:
         tokens do not depend on when the others stop."""
         started = time.perf_counter()
         prompt_ids = self.render(messages)
+        prefix_ids = list(self.tokenizer(params.prefix, add_special_tokens=False)["input_ids"]) if params.prefix else []
         rows = [_Row(self._generator(params.seed, index)) for index in range(n)]
         first_token_s, reused = None, 0
         with self._lock, torch.inference_mode(), self._adapter_context():
@@ -206,7 +207,12 @@ class EmbeddedEngine:
                         row.finish = row.finish or "cancelled"
                     break
                 if cache is None:
-                    cache, logits, reused = self._prefill(prompt_ids, key)
+                    cache, logits, reused = self._prefill(prompt_ids + prefix_ids, key, scored=len(prefix_ids))
+                    if prefix_ids:  # the reply's given start: its tokens and their log-probs lead every row
+                        given = torch.log_softmax(logits[:-1], -1).gather(-1, torch.tensor(prefix_ids)[:, None])
+                        for row in rows:
+                            row.ids, row.logprobs = list(prefix_ids), given[:, 0].tolist()
+                        logits = logits[-1:]
                     if n > 1:
                         cache.batch_repeat_interleave(n)
                         logits = logits.expand(n, -1)
@@ -269,14 +275,15 @@ class EmbeddedEngine:
             row.emitted = text
 
     # -- prefix cache (all under self._lock) ------------------------------
-    def _prefill(self, prompt_ids: list[int], key: tuple):
+    def _prefill(self, prompt_ids: list[int], key: tuple, scored: int = 0):
         """Run the prompt through the model, reusing the cached prefix it shares with the last
-        sequence. Returns (cache, logits of the last prompt token [1, vocab], tokens reused)."""
+        sequence. Returns (cache, logits of the last `scored` + 1 prompt tokens [scored + 1, vocab],
+        tokens reused)."""
         prefix, self._prefix = self._prefix, None  # taken: a failed forward leaves no half-updated cache
         cache, reused = None, 0
         if prefix is not None and self.prefix_cache and prefix.key == key:
             common = _common_length(prefix.ids, prompt_ids)
-            reused = min(common, len(prompt_ids) - 1)  # at least one prompt token is fed: its logits start the reply
+            reused = min(common, len(prompt_ids) - 1 - scored)  # the tokens whose logits are wanted are fed
             if reused >= MIN_REUSED_TOKENS and (reused == len(prefix.ids) or prefix.cache.is_croppable):
                 prefix.cache.crop(reused - len(prefix.ids))  # a negative count: tokens removed from the end
                 cache = prefix.cache
@@ -284,8 +291,8 @@ class EmbeddedEngine:
                 reused = 0
         del prefix  # a dropped cache is freed before the new one is built
         output = self.model(input_ids=torch.tensor([prompt_ids[reused:]], device=self.device),
-                            cache=cache, use_cache=True, logits_to_keep=1)
-        return output.cache, output.logits[:, -1].float(), reused
+                            cache=cache, use_cache=True, logits_to_keep=scored + 1)
+        return output.cache, output.logits[0].float(), reused
 
     def _keep_prefix(self, cache, ids: list[int], rows: int, key: tuple) -> None:
         """Keep the first of the cache's `rows` rows, which holds `ids`, for the next call (unless

@@ -95,7 +95,10 @@ class ScriptedEngine:
             if not self.loop or not self.replies:
                 raise EngineError("the scripted engine has no replies left")
             self._next = 0
-        reply, _ = cut_at_stop(self.replies[self._next], params.stop)  # the stop rule every engine obeys
+        reply = self.replies[self._next]
+        if params.prefix and not reply.startswith(params.prefix):
+            reply = params.prefix + reply  # the reply's given start, as the other engines feed it
+        reply, _ = cut_at_stop(reply, params.stop)  # the stop rule every engine obeys
         self._next += 1
         self.calls.append([dict(m) for m in messages])
         return reply

@@ -140,18 +140,21 @@ class VLLMEngine:
                   on_text: TextCallback | None, cancel: threading.Event | None) -> list[Completion]:
         """One streamed request for n choices; the stream is read per choice index."""
         prompt_ids = self.render(messages)
+        prefix_ids = list(self.tokenizer(params.prefix, add_special_tokens=False)["input_ids"]) if params.prefix else []
         with self._lock:
             adapter, version = self._adapter, self._version
-        room = self.max_model_len - len(prompt_ids)
+        room = self.max_model_len - len(prompt_ids) - len(prefix_ids)
         if room < 1:
             raise EngineError(f"the prompt has {len(prompt_ids)} tokens, more than the server's context "
                               f"({self.max_model_len}); start a new conversation or clear it")
         started = time.perf_counter()
-        texts, ids, logprobs = [""] * n, [[] for _ in range(n)], [[] for _ in range(n)]
+        # the given start leads every choice; the server scores only what it samples (NaN: ratio 1 in training)
+        texts = [params.prefix] * n
+        ids, logprobs = [list(prefix_ids) for _ in range(n)], [[float("nan")] * len(prefix_ids) for _ in range(n)]
         finish: list[str | None] = [None] * n
         stream = self._call(
             self.client.completions.create,
-            model=adapter or self.served_model, prompt=prompt_ids, n=n,
+            model=adapter or self.served_model, prompt=prompt_ids + prefix_ids, n=n,
             max_tokens=min(params.max_new_tokens, room), temperature=params.temperature,
             top_p=params.top_p, seed=params.seed, stop=list(params.stop) or None,
             logprobs=0, stream=True,

@@ -57,7 +57,7 @@ def accepted_answers(store, tokenizer, limit: int = 4) -> list[Accepted]:
     for example in store.recent_examples(limit * 4):
         if example.get("s") and example["x"]:
             found.append(Accepted(example["x"], response_tokens(tokenizer, example["s"])[0]))
-    for session in store.list_sessions(5):
+    for session in store.list_sessions(20, candidates=True):  # repair winners live in candidate sessions
         for message in reversed(store.messages_with_feedback(session["id"])):
             kinds = {f["kind"] for f in message["feedback"]}
             if kinds and kinds <= {"test_pass", "hook_pass"}:

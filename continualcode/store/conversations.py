@@ -41,14 +41,16 @@ class ConversationRecords:
         return self._one("SELECT * FROM sessions WHERE id = ?", [session_id])
 
     def latest_session(self) -> dict[str, Any] | None:
-        """The most recently started session (what a bare `--resume` picks)."""
-        return self._one("SELECT * FROM sessions ORDER BY id DESC LIMIT 1")
+        """The most recently started conversation (what a bare `--resume` picks)."""
+        return self._one("SELECT * FROM sessions WHERE engine IS NOT 'repair' ORDER BY id DESC LIMIT 1")
 
-    def list_sessions(self, limit: int = 20) -> list[dict[str, Any]]:
-        """Newest first, each with a `messages` count, for `/resume` to list."""
+    def list_sessions(self, limit: int = 20, *, candidates: bool = False) -> list[dict[str, Any]]:
+        """Newest first, each with a `messages` count, for `/resume` to list. The repair flow's stored
+        candidates (sessions of kind "repair", one candidate each) are left out unless asked for."""
+        where = "" if candidates else "WHERE s.engine IS NOT 'repair' "
         return self._rows(
             "SELECT s.*, (SELECT COUNT(*) FROM messages m WHERE m.session_id = s.id) AS messages "
-            "FROM sessions s ORDER BY s.id DESC LIMIT ?", [limit])
+            f"FROM sessions s {where}ORDER BY s.id DESC LIMIT ?", [limit])
 
     def resume_session(self, session_id: int | None = None) -> dict[str, Any]:
         """The session to continue (the latest when `session_id` is None), reopened."""

@@ -241,6 +241,7 @@ def publish_live_adapter(repo: Path, small_model):
 def test_solve_killed_during_sdpo_steps_leaves_tree_and_registry_unchanged(repo, tmp_path, small_model):
     """SIGKILL while the task-local adapter is training (after its first steps were served)."""
 
+    no_repair_config(repo)
     registry, live = publish_live_adapter(repo, small_model)
     registry_before, before = _registry_state(registry.root), user_state(repo)
     script = tmp_path / "replies.json"

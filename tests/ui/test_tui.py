@@ -36,8 +36,9 @@ WRITE = render_tool_call(ToolCall("write_file", {"path": "app.py", "content": "p
 NOTE = render_tool_call(ToolCall("write_file", {"path": "notes.txt", "content": "draft\n"}))
 
 
-def make_app(repo: Path, replies: list[str]) -> ContinualCodeApp:
-    return ContinualCodeApp(repo, Settings(engine="scripted", model="scripted"), engine=ScriptedEngine(replies),
+def make_app(repo: Path, replies: list[str], **settings) -> ContinualCodeApp:
+    return ContinualCodeApp(repo, Settings(engine="scripted", model="scripted", **settings),
+                            engine=ScriptedEngine(replies),
                             refresh_seconds=0.2)
 
 
@@ -240,7 +241,7 @@ async def test_solve_shows_attempts_and_asks_before_applying(git_repo, closing, 
 
     (git_repo / "check_app.py").write_text("from app import add\n\nassert add(1, 2) == 3\n")
     wrong = render_tool_call(ToolCall("edit", {"path": "app.py", "search": "return a - b", "replace": "return a * b"}))
-    app = make_app(git_repo, [wrong, "Done.", EDIT, "Fixed."])
+    app = make_app(git_repo, [wrong, "Done.", EDIT, "Fixed."], repair=False)  # scripted tool loop
     closing(app)
     async with app.run_test(size=SIZE) as pilot:
         await ready(pilot)
