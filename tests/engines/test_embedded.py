@@ -248,3 +248,16 @@ def test_sample_honours_cancel_between_steps(small_engine):
     finally:
         hook.remove()
     assert [(len(r.token_ids), r.finish_reason) for r in rows] == [(3, "cancelled")] * 3
+
+
+def test_a_given_prefix_starts_every_row_and_is_scored_like_the_rest(small_engine):
+    """``SamplingParams.prefix`` forces the reply's first tokens; they count as the reply's own."""
+    prefix = "The sea is"
+    params = SamplingParams(max_new_tokens=12, temperature=0.7, seed=3, prefix=prefix)
+    for completion in small_engine.sample(POEM, params, 2) + [small_engine.generate(POEM, params)]:
+        assert completion.text.startswith(prefix)
+        given = small_engine.tokenizer(prefix, add_special_tokens=False)["input_ids"]
+        assert completion.token_ids[: len(given)] == given
+        assert len(completion.token_ids) == len(completion.logprobs) <= 12 + len(given)
+        # a teacher-forced pass over the whole reply (prefix included) agrees with what was recorded
+        assert completion.logprobs == pytest.approx(small_engine.score(POEM, completion.token_ids), abs=1e-3)

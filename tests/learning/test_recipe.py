@@ -253,7 +253,6 @@ def test_the_teacher_cache_runs_the_teacher_once_per_round(tiny_learner, monkeyp
     real = TeacherState.logits
     monkeypatch.setattr(TeacherState, "logits", lambda self, *a: passes.append(self.mode) or real(self, *a))
     example = judged(tiny_learner)
-    rate = tiny_learner.teacher.rate
     start = {k: t.clone() for k, t in tiny_learner.teacher.tensors.items()}
     learn_from_feedback(tiny_learner, example, recipe(steps=3, rounds=2, rollouts=1, cache_teacher=True))
     assert len(passes) == 2
