@@ -70,6 +70,22 @@ class Settings:
     """Overrides the LoRA preset's learning rate."""
     steps_per_feedback: int | None = None
     """Overrides the LoRA preset's SDPO steps per feedback example."""
+    divergence_alpha: float = 1.0
+    """The SDPO loss's generalized-JSD alpha: 0 = forward KL (pulls the student toward tokens the teacher
+    prefers that it rarely emits), 1 = reverse KL (the paper's reference). docs/learning.md: measured."""
+    divergence_support: str = "student"
+    """Tokens the divergence is taken over: student (its top-K plus a tail bucket, the reference), union
+    (the student's and the teacher's top-K), full (the whole vocabulary)."""
+    learn_rounds: int = 1
+    """Rounds per feedback event, each of steps_per_feedback steps (rollouts are resampled every round)."""
+    learn_rollouts: int = 0
+    """Fresh responses sampled per round for the judged prompt, besides the one the user saw."""
+    learn_expand: int = 0
+    """Other prompts (recent ones, then model-written) the feedback is distilled on as a standing instruction."""
+    learn_teacher_samples: float = 0.0
+    """Fraction of the rollouts sampled from the teacher (feedback in context)."""
+    learn_replay: bool = False
+    """Replay general prompts and accepted answers against the weights before the event (forgetting control)."""
     gate: bool = True
     """Score each new adapter on a replay set before it goes live."""
     gate_threshold: float = 0.1
@@ -85,8 +101,10 @@ class Settings:
     """Candidate fixes sampled per repair round (one batch)."""
     repair_rounds: int = 2
     """Repair rounds; a later round sees the closest failure."""
-    edit_format: str = "search_replace"
-    """How repair candidates are written: whole, search_replace or lines (docs/agent.md: measured)."""
+    edit_format: str = "function"
+    """How repair candidates are written: function, whole, search_replace or lines (docs/agent.md: measured)."""
+    repair_prefix: str = "name"
+    """How a `function` candidate starts: name (``def <suspect>(``), bug (a comment naming the bug), def, none."""
     seed: int | None = None
     """Sampling seed for reproducible runs (benchmarks); unset = random."""
     ignored_repo_keys: tuple[str, ...] = field(default=(), metadata={"internal": True})

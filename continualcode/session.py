@@ -18,7 +18,7 @@ from continualcode.agent.system_prompt import (
     repo_summary,
     system_prompt,
 )
-from continualcode.config import Settings, UsageError
+from continualcode.config import ConfigError, Settings, UsageError
 from continualcode.engines.base import Engine, SamplingParams
 from continualcode.engines.factory import make_engine, serve_live
 from continualcode.models import resolve
@@ -59,14 +59,25 @@ class Session:
 
 def make_trainer(store: Store, registry: AdapterRegistry, settings: Settings, engine: Engine):
     """The background trainer the settings ask for (imports torch: only when learning is on)."""
+    from continualcode.adapters.presets import preset_for
     from continualcode.learning.gate import gate_for
+    from continualcode.learning.recipe import LearnRecipe
     from continualcode.learning.trainer import Trainer
+    from continualcode.learning.types import SDPOConfig
 
-    trainer = Trainer(store, registry, resolve(settings.model), engine=engine, dtype=settings.dtype,
-                      steps_per_feedback=settings.steps_per_feedback, gate=gate_for(settings))
-    if settings.learning_rate is not None:
-        trainer.config.learning_rate = settings.learning_rate
-    return trainer
+    resolved = resolve(settings.model)
+    preset = preset_for(resolved.name)
+    steps = settings.steps_per_feedback or preset.steps_per_feedback
+    try:
+        config = SDPOConfig(learning_rate=settings.learning_rate or preset.learning_rate,
+                            alpha=settings.divergence_alpha, support=settings.divergence_support)
+        recipe = LearnRecipe(steps=steps, rounds=settings.learn_rounds, rollouts=settings.learn_rollouts,
+                             expand=settings.learn_expand, teacher_samples=settings.learn_teacher_samples,
+                             replay=settings.learn_replay)
+    except ValueError as exc:
+        raise ConfigError(f"learning settings: {exc}") from exc
+    return Trainer(store, registry, resolved, engine=engine, dtype=settings.dtype, preset=preset, config=config,
+                   steps_per_feedback=steps, recipe=recipe, gate=gate_for(settings))
 
 
 def open_session(repo: Path, settings: Settings, approver: Approver, events: AgentEvents | None = None,
@@ -96,8 +107,12 @@ def open_session(repo: Path, settings: Settings, approver: Approver, events: Age
     instructions = project_instructions(repo)
     repairer = None
     if settings.repair:
-        repairer = Repairer(RepairConfig(candidates=settings.repair_candidates, rounds=settings.repair_rounds,
-                                         edit_format=settings.edit_format), check=check)
+        try:
+            repairer = Repairer(RepairConfig(candidates=settings.repair_candidates, rounds=settings.repair_rounds,
+                                             edit_format=settings.edit_format, prefix=settings.repair_prefix),
+                                 check=check)
+        except ValueError as exc:
+            raise ConfigError(f"repair settings: {exc}") from exc
     agent = Agent(
         engine, store, session_id, Workspace(repo), tools, approver, recorder,
         system_prompt=system_prompt(tools, repo_summary(repo), repo=repo, instructions=instructions.text),

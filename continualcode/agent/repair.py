@@ -9,9 +9,12 @@ So, for a request about failing tests or errors when a check command exists:
 1. run the check in the repository (approval: the check command, as for
    run_tests); if it passes there is nothing to repair and the normal tool
    loop takes the request;
-2. put the trimmed failure and the implicated files (continualcode.agent.failures)
-   into the conversation with instructions for one edit form
-   (continualcode.agent.edit_formats);
+2. put the request, the trimmed failure, the implicated files
+   (continualcode.agent.failures), a hint naming the functions the failing
+   tests run, and instructions for one edit form (continualcode.agent.edit_formats)
+   into a repair conversation of its own (REPAIR_SYSTEM: no tools, which the
+   bundled model otherwise answers with); the agent's conversation gets a note
+   and a plain summary of the outcome;
 3. sample `candidates` replies in one batched generation, apply each in a
    scratch copy of the working tree (continualcode.tools.scratch), refuse any
    that changes a test file, run the check, stop at the first pass;
@@ -25,8 +28,9 @@ So, for a request about failing tests or errors when a check command exists:
 Every candidate is training signal: a failing one is a reprompt example whose
 feedback is its check output, and the passing one becomes the solution of
 its failed siblings (SDPO's strongest teacher: the successful sibling as a
-demonstration). Failed siblings are stored in a side session of the store
-with the conversation they answered as their x.
+demonstration). Each candidate is stored in a side session of its own (engine
+"repair", hidden from /resume and the session list) with the repair
+conversation as its x.
 """
 
 from __future__ import annotations
@@ -45,6 +49,12 @@ from continualcode.agent.failures import (
     read_failure,
     suspect_functions,
 )
+from continualcode.agent.repair_prompt import (
+    PREFIXES,
+    candidate_prefix,
+    repair_conversation,
+    retry_message,
+)
 from continualcode.agent.tool_calls import ToolCall
 from continualcode.engines.base import Completion, SamplingParams
 from continualcode.tools.scratch import PatchConflict, ScratchTree, apply_patch
@@ -55,34 +65,12 @@ Agent = Any
 """continualcode.agent.loop.Agent (not imported: the loop imports this module's caller side)."""
 RequestResult = Any
 
-REPAIR_SYSTEM = ("You are an expert Python programmer. You fix bugs so that failing tests pass: you read the "
-                 "error and the code, find the wrong line, and write the corrected code. You never change the tests.")
-"""The candidates' own system prompt: the agent's (tool calls) made the bundled model answer with tool
-calls instead of code in 3 of 8 candidates (docs/agent.md)."""
 REPAIR_WORDS = re.compile(
     r"\b(tests?|failing|fails?|failed|failure|errors?|exceptions?|traceback|crash\w*|bugs?|broken|fix\w*|"
     r"pytest|raises?)\b", re.IGNORECASE)
-CONTEXT = """{request}
-
-The check `{check}` fails:
-
-{failure}
-
-The files involved:
-
-{files}
-{hint}
-{instructions}"""
-RETRY = """That fix did not work: the check `{check}` still fails ({detail}):
-
-{failure}
-
-Write a different fix. {instructions}"""
 FEEDBACK = "The check `{check}` failed with this fix (exit code {exit_code}):\n{failure}"
 REPAIR_SESSION = "repair"
 """The store session kind of a stored candidate (`Store.list_sessions` leaves them out)."""
-LARGE_FILE_CHARS = 12_000
-"""Files longer than this are shown around the implicated lines instead of whole."""
 
 
 def wants_repair(request: str) -> bool:
@@ -98,8 +86,8 @@ class RepairConfig:
     """Candidate fixes sampled per round, in one batch."""
     rounds: int = 2
     """Rounds of candidates; a later round sees the closest failure so far."""
-    edit_format: str = "search_replace"
-    """How candidates are written: whole, search_replace or lines (continualcode.agent.edit_formats)."""
+    edit_format: str = "function"
+    """How candidates are written: function, whole, search_replace or lines (continualcode.agent.edit_formats)."""
     temperature: float = 0.8
     prefix: str = "name"
     """How a `function` candidate starts: "name" (``def <the suspect>(`` when the failure points at one
@@ -158,6 +146,8 @@ class Repairer:
         if self.config.edit_format not in FORMATS:
             raise ValueError(f"unknown edit format {self.config.edit_format!r}; choose one of {', '.join(FORMATS)}")
         self.format = FORMATS[self.config.edit_format]
+        if self.config.prefix not in PREFIXES:
+            raise ValueError(f"unknown repair prefix {self.config.prefix!r}; choose one of {', '.join(PREFIXES)}")
 
     # -- entry ---------------------------------------------------------------------------------
     def try_repair(self, agent: Agent, request: str, result: RequestResult, cancel=None) -> bool:
@@ -188,30 +178,12 @@ class Repairer:
             return False
         suspects = suspect_functions(failure, agent.workspace.root, list(files), check)
         agent.events.on_notice(f"the check fails ({_detail(failure)}); looking at {', '.join(files)}")
-        conversation = [{"role": "system", "content": REPAIR_SYSTEM}, {"role": "user", "content": CONTEXT.format(
-            request=request.strip(), check=check, failure=failure.output, files=self._show(files, failure),
-            hint=_hint(suspects), instructions=self.format.instructions(list(files), suspects))}]
+        conversation = repair_conversation(request, check, failure, files, suspects, self.format)
         with ScratchTree.create(agent.workspace.root) as scratch:
             self._rounds(agent, conversation, scratch, check, files, suspects, outcome, started, cancel)
         outcome.seconds = time.monotonic() - started
         self._finish(agent, request, outcome, result)
         return True
-
-    def _show(self, files: dict[str, str], failure: Failure) -> str:
-        """Each file as the edit form wants it; a large one only around the lines the failure names."""
-        parts = []
-        for path, text in files.items():
-            note = " (a test: read it, do not change it)" if is_test_file(path, self.check) else ""
-            if len(text) > LARGE_FILE_CHARS:
-                lines = text.splitlines()
-                marks = [line for p, line in failure.frames if p == path] or [1]
-                low, high = max(1, min(marks) - 40), min(len(lines), max(marks) + 40)
-                parts.append(f"### {path}{note} (lines {low}-{high} of {len(lines)})\n```\n"
-                             + "\n".join(f"{i:>4}| {lines[i - 1]}" for i in range(low, high + 1)) + "\n```")
-            else:
-                shown = self.format.show(path, text)
-                parts.append(shown.replace(f"### {path}", f"### {path}{note}", 1) if note else shown)
-        return "\n\n".join(parts)
 
     # -- rounds --------------------------------------------------------------------------------
     def _rounds(self, agent: Agent, conversation: list[dict], scratch: ScratchTree, check: str,
@@ -223,7 +195,7 @@ class Repairer:
             agent.events.on_notice(f"round {number}: sampling {self.config.candidates} candidate fixes")
             params = SamplingParams(max_new_tokens=self.format.max_new_tokens(files), stop=self.format.stop,
                                     temperature=self.config.temperature, seed=agent.sampling.seed,
-                                    prefix=self._prefix(suspects))
+                                    prefix=candidate_prefix(self.format.name, self.config.prefix, suspects))
             completions = sample(agent.engine, conversation, params, self.config.candidates, cancel)
             for index, completion in enumerate(completions, 1):
                 candidate = Candidate(number, index, completion)
@@ -243,19 +215,8 @@ class Repairer:
                 return
             failure = closest.failure.output if closest.failure else closest.error or ""
             conversation += [{"role": "assistant", "content": closest.completion.text},
-                             {"role": "user", "content": RETRY.format(
-                                 check=check, failure=failure, detail=_verdict(closest),
-                                 instructions=self.format.instructions(list(files), suspects))}]
-
-    def _prefix(self, suspects: list[tuple[str, str]]) -> str:
-        """How every candidate of the function form starts (RepairConfig.prefix)."""
-        if self.format.name != "function" or self.config.prefix == "none":
-            return ""
-        if self.config.prefix == "bug":
-            return "```python\n# The bug:"
-        if self.config.prefix == "name" and len(suspects) == 1:
-            return f"```python\ndef {suspects[0][1]}("
-        return "```python\ndef "
+                             {"role": "user", "content": retry_message(check, failure, _verdict(closest),
+                                                                       self.format, files, suspects)}]
 
     def _evaluate(self, candidate: Candidate, scratch: ScratchTree, check: str, files: dict[str, str],
                   agent: Agent, seen: dict[str, int]) -> None:
@@ -383,15 +344,6 @@ def _summarize_in_conversation(agent: Agent, outcome: RepairOutcome, result: Req
     agent.append_message("user", f"[continualcode ran the check `{outcome.check}`: "
                                  f"{_detail(outcome.initial_failure)}; tried {len(outcome.candidates)} candidate fixes]")
     agent.append_message("assistant", result.final_text)
-
-
-def _hint(suspects: list[tuple[str, str]]) -> str:
-    if not suspects:
-        return ""
-    if len(suspects) == 1:
-        return f"\nThe failing test runs `{suspects[0][1]}` ({suspects[0][0]}): the bug is there.\n"
-    named = ", ".join(f"`{name}` ({path})" for path, name in suspects[:6])
-    return f"\nThe failing tests run {named}: the bug is in one of them.\n"
 
 
 def sample(engine, messages: list[dict], params: SamplingParams, n: int, cancel=None) -> list[Completion]:

@@ -35,8 +35,10 @@ def register_agent(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=0, help="sampling seed (each task derives its own)")
     parser.add_argument("--candidates", type=int, default=None, help="repair candidates per round (setting)")
     parser.add_argument("--rounds", type=int, default=None, help="repair rounds (setting)")
-    parser.add_argument("--edit-format", choices=["whole", "search_replace", "lines"], default=None,
+    parser.add_argument("--edit-format", choices=["function", "whole", "search_replace", "lines"], default=None,
                         help="how repair candidates are written (setting edit_format)")
+    parser.add_argument("--repair-prefix", choices=["name", "bug", "def", "none"], default=None,
+                        help="how a function-form candidate starts (setting repair_prefix)")
     parser.add_argument("--no-repair", dest="repair", action="store_false", default=True,
                         help="the tool loop only (the agent before the repair flow)")
     parser.add_argument("--json", dest="bench_json", action="store_true", help="print the report as JSON")
@@ -51,10 +53,12 @@ def cmd_bench_agent(args: argparse.Namespace, settings: Settings) -> int:
     settings = dataclasses.replace(
         settings, learn=args.bench_learn, repair=args.repair, max_new_tokens=min(settings.max_new_tokens, 512),
         **{k: v for k, v in (("repair_candidates", args.candidates), ("repair_rounds", args.rounds),
-                             ("edit_format", args.edit_format)) if v is not None})
+                             ("edit_format", args.edit_format), ("repair_prefix", args.repair_prefix))
+           if v is not None})
     record = {"model": settings.model, "engine": settings.engine, "tasks_file": str(args.tasks), "seed": args.seed,
               "learn": settings.learn, "repair": settings.repair, "candidates": settings.repair_candidates,
-              "rounds": settings.repair_rounds, "edit_format": settings.edit_format, "max_turns": args.max_turns,
+              "rounds": settings.repair_rounds, "edit_format": settings.edit_format,
+              "repair_prefix": settings.repair_prefix, "max_turns": args.max_turns,
               "temperature": settings.temperature}
     done = _resumable(args.out, record) if args.resume else None
     log = lambda line: print(line, file=sys.stderr, flush=True)  # noqa: E731
@@ -110,7 +114,7 @@ def render_report(report: dict, console=None) -> None:
 
     console = console or SafeConsole()
     summary = report["summary"]
-    table = Table("tasks", "resolved", "rate (95% CI)", "median s", "turns", "tool calls", "parse failures",
+    table = Table("", "tasks", "resolved", "rate (95% CI)", "median s", "turns", "tool calls", "parse failures",
                   "candidates", title=f"bench agent · {report['settings'].get('model')}")
     for name, block in [("all", summary["all"]), ("first half", summary["first_half"]),
                         ("second half", summary["second_half"])] + \

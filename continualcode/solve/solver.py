@@ -244,6 +244,7 @@ class Solver:
             # the same candidate generator as the agent's repair flow; each attempt is one round
             repairer=Repairer(RepairConfig(candidates=self.settings.repair_candidates, rounds=1,
                                            edit_format=self.settings.edit_format,
+                                           prefix=self.settings.repair_prefix,
                                            check_timeout=self.check_timeout), check=self.check)
             if getattr(self.settings, "repair", True) else None,
         )

@@ -306,7 +306,7 @@ class ContinualCodeApp(App):
             self.main_screen.query_one(TrainingStatus).show(
                 learning="running" if status.running else "stopped", queue=status.queue,
                 live=status.live_version, last=status.last_metrics, losses=status.recent_losses,
-                error=status.last_error)
+                error=status.last_error, phase=status.phase)
         else:  # no trainer here (scripted engine, --no-learn): show what the store knows
             steps = list(reversed(store.recent_train_steps(20)))
             live = self.session.registry.live()

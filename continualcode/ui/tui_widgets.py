@@ -302,8 +302,10 @@ class TrainingStatus(Vertical):
         yield Sparkline([], id="losses", summary_function=max)
 
     def show(self, *, learning: str, queue: int, live: str | None, last: dict | None,
-             losses: list[float], error: str | None) -> None:
+             losses: list[float], error: str | None, phase: str | None = None) -> None:
         lines = [f"learning  {learning}", f"queue     {queue} pending", f"live      {live or 'base'}"]
+        if phase and phase != "idle":  # the event's round, step, rollouts sampled, prompts expanded, seconds
+            lines.append(f"now       {phase}")
         if last:
             lines.append(f"last step loss {last.get('loss', math.nan):.4f}")
             lines.append(f"mean advantage {last.get('advantage', math.nan):+.3f}")

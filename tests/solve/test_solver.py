@@ -373,8 +373,8 @@ class RecordingAdapter:
 def test_each_attempt_is_a_round_of_candidates_and_sdpo_learns_from_their_own_failures(repo):
     engine = ScriptedEngine([sr("a * b"), sr("b - a"), sr("a + b"), sr("a")])
     adapter = RecordingAdapter()
-    solver = Solver(repo, engine, settings(repair=True, repair_candidates=2), task=TASK, check=CHECK,
-                    method="sdpo", budget=3, adapter=adapter)
+    solver = Solver(repo, engine, settings(repair=True, repair_candidates=2, edit_format="search_replace"),
+                    task=TASK, check=CHECK, method="sdpo", budget=3, adapter=adapter)
     try:
         outcome = solver.run()
         fixed = (solver.scratch.root / "app.py").read_text()

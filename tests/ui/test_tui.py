@@ -378,3 +378,29 @@ async def test_credit_view_on_the_real_model(git_repo, small_engine, closing):
         token = screen.view.tokens[screen.selected]
         detail = _text(screen.query_one("#credit-detail"))
         assert f"position {token.position}" in detail and repr(token.teacher_top[0].text) in detail
+
+
+@pytest.mark.anyio
+async def test_training_panel_shows_what_the_trainer_is_doing(git_repo, closing):
+    """The recipe's progress (round, step, rollouts, seconds) reaches the side panel, as /status shows it."""
+    from continualcode.learning.trainer import TrainerStatus
+
+    phase = "training example 3: round 1/2 · step 2/4 · 4 rollouts sampled · 12 s"
+
+    class Busy:
+        def status(self) -> TrainerStatus:
+            return TrainerStatus(running=True, queue=1, live_version="v0002", last_metrics={"loss": 0.5},
+                                 last_error=None, steps_done=2, recent_losses=[0.7, 0.5], phase=phase)
+
+        def stop(self, *_, **__) -> None:
+            pass
+
+    app = make_app(git_repo, ["Hello."])
+    closing(app)
+    async with app.run_test(size=SIZE) as pilot:
+        await ready(pilot)
+        app.session.trainer = Busy()
+        app.refresh_side()
+        text = _text(app.query_one("#train-text"))
+        assert "learning  running" in text and f"now       {phase}" in text and "live      v0002" in text
+        app.session.trainer = None

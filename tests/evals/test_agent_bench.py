@@ -1,0 +1,134 @@
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from continualcode.agent.tool_calls import ToolCall, render_tool_call
+from continualcode.config import UsageError
+from continualcode.evals.agent_bench import (
+    DEFAULT_TASKS,
+    AgentTask,
+    bootstrap_ci,
+    grade,
+    load_tasks,
+    materialize,
+    summarize,
+)
+
+TASK = "hand/wrong-operator-cart-subtotal"
+
+
+def test_the_public_set_has_40_tasks_of_every_kind_with_their_origin():
+    tasks = load_tasks(DEFAULT_TASKS)
+    assert len(tasks) >= 40 and len({t.id for t in tasks}) == len(tasks)
+    assert {t.source for t in tasks} >= {"hand-written"} and any(t.source.startswith("humaneval/HumanEval/") for t in tasks)
+    kinds = {t.kind for t in tasks}
+    assert {"bug-in-helper", "missing-function", "edge-case", "wrong-default-argument", "traceback-at-test",
+            "operator-swap", "off-by-one", "wrong-constant", "swapped-arguments", "dropped-branch"} <= kinds
+    for task in tasks:
+        assert task.tests and all(t in task.files for t in task.tests) and task.fix
+        if task.id.startswith("humaneval/"):
+            assert task.mutation and {"seed", "kind", "line"} <= set(task.mutation)
+
+
+def test_every_public_task_fails_as_given_and_its_recorded_fix_resolves_it(tmp_path):
+    """The set is honest: no task passes untouched, and each one can be fixed by the change it records."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    def both(numbered: tuple[int, AgentTask]) -> tuple[str, bool, dict]:
+        number, task = numbered
+        repo = materialize(task, tmp_path / str(number))
+        failed_as_given = not grade(task, repo)["check_passed"]
+        path = repo / task.fix["path"]
+        text = path.read_text() if path.exists() else ""
+        assert task.fix["before"] in text, task.id
+        path.write_text(text.replace(task.fix["before"], task.fix["after"], 1))
+        return task.id, failed_as_given, grade(task, repo)
+
+    with ThreadPoolExecutor(4) as pool:  # each check is a pytest process
+        for task_id, failed_as_given, fixed in pool.map(both, enumerate(load_tasks(DEFAULT_TASKS))):
+            assert failed_as_given, task_id
+            assert fixed["resolved"], (task_id, fixed["check_output"])
+
+
+def test_changing_a_test_file_is_never_resolved(tmp_path):
+    [task] = load_tasks(DEFAULT_TASKS, only=[TASK])
+    repo = materialize(task, tmp_path)
+    (repo / task.tests[0]).write_text("def test_nothing():\n    pass\n")
+    graded = grade(task, repo)
+    assert graded["check_passed"] and not graded["resolved"] and graded["tests_changed"] == [task.tests[0]]
+
+
+def test_task_files_are_validated_with_the_line_to_fix(tmp_path):
+    bad = tmp_path / "tasks.jsonl"
+    bad.write_text(json.dumps({"id": "x", "request": "fix", "files": {"a.py": "x = 1\n"}, "tests": ["t.py"]}) + "\n")
+    with pytest.raises(UsageError, match=f"{bad}:1"):
+        load_tasks(bad)
+    with pytest.raises(UsageError, match="no such task"):
+        load_tasks(DEFAULT_TASKS, only=["no/such-task"])
+
+
+def row(resolved: bool, kind: str = "k", seconds: float = 1.0) -> dict:
+    return {"resolved": resolved, "kind": kind, "seconds": seconds, "turns": 1, "tool_calls": 2,
+            "parse_failures": 0, "candidates": 8}
+
+
+def test_summary_reports_rate_ci_halves_and_kinds():
+    rows = [row(True, "a", 2.0), row(False, "a", 4.0), row(False, "b", 6.0), row(True, "b", 8.0)]
+    summary = summarize(rows)
+    assert summary["all"]["resolve_rate"] == 0.5 and summary["all"]["median_seconds"] == 5.0
+    low, high = summary["all"]["ci95"]
+    assert 0.0 <= low < 0.5 < high <= 1.0
+    assert summary["first_half"]["resolved"] == 1 and summary["second_half"]["tasks"] == 2
+    assert summary["by_kind"]["a"]["resolved"] == 1 and summary["by_kind"]["b"]["tasks"] == 2
+    assert bootstrap_ci([1.0] * 5) == (1.0, 1.0)
+
+
+def bench(tmp_path: Path, *args: str, timeout: float = 600) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "continualcode", "bench", "agent", *args],
+                          capture_output=True, text=True, cwd=tmp_path, stdin=subprocess.DEVNULL, timeout=timeout)
+
+
+def test_bench_agent_runs_the_headless_agent_and_grades_it(tmp_path):
+    """Scripted replies (the tool loop, repair off): the edit is made by the real tools in a fresh repo."""
+    [task] = load_tasks(DEFAULT_TASKS, only=[TASK])
+    fix = render_tool_call(ToolCall("edit", {"path": task.fix["path"], "search": task.fix["before"].strip(),
+                                             "replace": task.fix["after"].strip()}))
+    script = tmp_path / "replies.json"
+    script.write_text(json.dumps([fix, "Fixed."]))
+    out = tmp_path / "report.json"
+    done = bench(tmp_path, "--engine", "scripted", "--script", str(script), "--no-repair", "--only", TASK,
+                 "--json", "--out", str(out))
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout)
+    assert report == json.loads(out.read_text())
+    [result] = report["tasks"]
+    assert result["resolved"] and result["tool_calls"] >= 1 and "-        return self.unit_cents + self.quantity" \
+        in result["diff"]
+    assert report["summary"]["all"]["resolved"] == 1 and report["settings"]["repair"] is False
+    again = bench(tmp_path, "--engine", "scripted", "--script", str(script), "--only", TASK, "--out", str(out),
+                  "--resume")  # repair on: other settings than the report's
+    assert again.returncode == 2 and "other settings" in again.stderr
+
+
+@pytest.mark.slow
+def test_bench_agent_on_two_public_tasks_with_smollm2(tmp_path):
+    """End to end on a real model: repair candidates sampled, checked in scratch copies, graded."""
+    out = tmp_path / "report.json"
+    done = bench(tmp_path, "--model", "smollm2-135m", "--only", TASK, "--only", "hand/missing-function-needs-restock",
+                 "--candidates", "2", "--rounds", "1", "--out", str(out), timeout=900)
+    assert done.returncode == 0, done.stderr[-3000:]
+    report = json.loads(out.read_text())
+    assert [t["id"] for t in report["tasks"]] == [TASK, "hand/missing-function-needs-restock"]
+    for result in report["tasks"]:
+        assert result["error"] is None and result["seconds"] > 0 and result["candidates"] >= 1
+        assert result["repair"]["rounds"] == 1
+    assert "bench agent · smollm2-135m" in done.stdout and "resolved" in done.stdout
+    resumed = bench(tmp_path, "--model", "smollm2-135m", "--only", TASK, "--only",
+                    "hand/missing-function-needs-restock", "--candidates", "2", "--rounds", "1", "--out", str(out),
+                    "--resume", "--json")
+    assert resumed.returncode == 0 and json.loads(resumed.stdout)["tasks"] == report["tasks"]

@@ -1,0 +1,38 @@
+from __future__ import annotations
+
+import pytest
+
+from continualcode.adapters.registry import AdapterRegistry
+from continualcode.config import ConfigError, Settings
+from continualcode.session import make_trainer
+from continualcode.store.db import Store
+
+
+def trainer_for(repo, **settings):
+    store = Store.for_repo(repo)
+    return make_trainer(store, AdapterRegistry.for_repo(repo), Settings(model="smollm2-135m", **settings), None)
+
+
+def test_learning_settings_reach_the_trainers_step_and_recipe(git_repo):
+    trainer = trainer_for(git_repo, divergence_alpha=0.0, divergence_support="union", learn_rounds=2,
+                          learn_rollouts=4, learn_expand=2, learn_teacher_samples=0.25, learn_replay=True,
+                          steps_per_feedback=3, learning_rate=1e-4)
+    assert (trainer.config.alpha, trainer.config.support, trainer.config.learning_rate) == (0.0, "union", 1e-4)
+    recipe = trainer.recipe
+    assert (recipe.steps, recipe.rounds, recipe.rollouts, recipe.expand, recipe.teacher_samples, recipe.replay) == \
+        (3, 2, 4, 2, 0.25, True)
+
+
+def test_the_defaults_are_the_presets_and_the_shipped_divergence(git_repo):
+    trainer = trainer_for(git_repo)
+    defaults = Settings()
+    assert trainer.config.learning_rate == trainer.preset.learning_rate
+    assert trainer.recipe.steps == trainer.preset.steps_per_feedback
+    assert (trainer.config.alpha, trainer.config.support) == (defaults.divergence_alpha, defaults.divergence_support)
+
+
+@pytest.mark.parametrize("bad", [{"divergence_alpha": 2.0}, {"divergence_support": "teacher"},
+                                 {"learn_rounds": 0}, {"learn_teacher_samples": 1.5}])
+def test_bad_learning_settings_are_a_clear_config_error(git_repo, bad):
+    with pytest.raises(ConfigError, match="learning settings"):
+        trainer_for(git_repo, **bad)
