@@ -112,7 +112,10 @@ def _resumable(path: Path, record: dict) -> dict[str, dict]:
 def render_report(report: dict, console=None) -> None:
     from rich.table import Table
 
-    console = console or SafeConsole()
+    if console is None:  # a report piped to a file keeps its columns whole
+        console = SafeConsole()
+        if not console.is_terminal:
+            console = SafeConsole(width=140)
     summary = report["summary"]
     table = Table("", "tasks", "resolved", "rate (95% CI)", "median s", "turns", "tool calls", "parse failures",
                   "candidates", title=f"bench agent · {report['settings'].get('model')}")

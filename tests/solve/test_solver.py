@@ -22,7 +22,7 @@ from continualcode.agent.tool_calls import ToolCall, render_tool_call
 from continualcode.config import Settings
 from continualcode.engines.scripted import ScriptedEngine
 from continualcode.solve.solver import FIRST, RETRY, Solver, finish
-from continualcode.tools.scratch import PatchConflict, ScratchTree, apply_patch
+from continualcode.tools.scratch import PatchConflict, apply_patch
 
 CHECK = f"{sys.executable} -B check_app.py"  # cheaper than pytest on a loaded 2-core machine
 TASK = "Make add return the sum of its arguments."
@@ -138,23 +138,6 @@ def test_bash_runs_in_the_scratch_copy_without_asking(repo):
     assert outcome.solved and outcome.attempts[0].tool_calls[0]["ok"]
     assert "where.txt" in outcome.diff and not (repo / "where.txt").exists()
     assert user_state(repo) == before
-
-
-def test_scratch_copies_uncommitted_work_and_resets(repo):
-    (repo / "app.py").write_text("def add(a, b):\n    return a - b  # edited\n")
-    (repo / ".continualcode").mkdir()
-    (repo / ".continualcode" / "store.db").write_text("not copied")
-    scratch = ScratchTree.create(repo)
-    try:
-        assert (scratch.root / "app.py").read_text().endswith("# edited\n")
-        assert (scratch.root / "notes.txt").is_file() and not (scratch.root / ".continualcode").exists()
-        (scratch.root / "app.py").write_text("changed\n")
-        (scratch.root / "new.py").write_text("x = 1\n")
-        assert scratch.changed_files() == ["app.py", "new.py"]
-        scratch.reset()
-        assert scratch.diff() == "" and not (scratch.root / "new.py").exists()
-    finally:
-        scratch.close()
 
 
 def test_a_patch_that_no_longer_applies_writes_nothing(repo):
