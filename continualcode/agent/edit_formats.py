@@ -24,7 +24,9 @@ from __future__ import annotations
 import ast
 import re
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Iterator, Protocol
+
+from continualcode.agent.failures import is_test_file
 
 
 class CandidateError(ValueError):
@@ -97,7 +99,7 @@ class WholeFile:
         return out
 
     def max_new_tokens(self, files: dict[str, str]) -> int:
-        longest = max((len(t) for p, t in files.items() if not _is_test_path(p)), default=400)
+        longest = max((len(t) for p, t in files.items() if not is_test_file(p)), default=400)
         return min(1024, 40 + longest // 3)
 
 
@@ -244,7 +246,7 @@ class FunctionRewrite:
                     continue  # a helper or a copy of the test code: not part of the fix
                 found = True
                 if place is None:
-                    target = next((p for p in files if not _is_test_path(p)), None)
+                    target = next((p for p in files if not is_test_file(p)), None)
                     if target is None:
                         raise CandidateError(f"no file to add {name} to")
                     current = out.get(target, files[target])
@@ -264,21 +266,23 @@ class FunctionRewrite:
         return 320
 
 
-def _is_test_path(path: str) -> bool:
-    name = path.rsplit("/", 1)[-1]
-    return name.startswith("test_") or name.endswith("_test.py") or "tests/" in path
-
-
-def _names_tests_need(files: dict[str, str]) -> set[str]:
-    """Names the test files use but do not define (a missing function the fix may add)."""
-    used, defined = set(), set()
+def _parsed(files: dict[str, str], *, tests: bool) -> Iterator[tuple[str, ast.Module]]:
+    """(path, syntax tree) of the test files (tests=True) or of the other Python files; files that do
+    not parse are skipped."""
     for path, text in files.items():
-        if not _is_test_path(path):
+        if is_test_file(path) != tests or not path.endswith(".py"):
             continue
         try:
             tree = ast.parse(text)
         except SyntaxError:
             continue
+        yield path, tree
+
+
+def _names_tests_need(files: dict[str, str]) -> set[str]:
+    """Names the test files use but do not define (a missing function the fix may add)."""
+    used, defined = set(), set()
+    for _, tree in _parsed(files, tests=True):
         for node in ast.walk(tree):
             if isinstance(node, ast.Name):
                 used.add(node.id)
@@ -325,13 +329,7 @@ def _functions_in(code: str) -> list[tuple[str, str]]:
 def _place_of(name: str, files: dict[str, str]) -> tuple[str, int, int, int] | None:
     """(path, first line, last line, indentation) of the one function or method called `name`."""
     hits = []
-    for path, text in files.items():
-        if _is_test_path(path) or not path.endswith(".py"):
-            continue
-        try:
-            tree = ast.parse(text)
-        except SyntaxError:
-            continue
+    for path, tree in _parsed(files, tests=False):
         for node in ast.walk(tree):
             if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.name == name:
                 start = min([d.lineno for d in node.decorator_list] + [node.lineno])
