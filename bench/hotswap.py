@@ -29,13 +29,16 @@ from continualcode.store.db import Store
 X = [{"role": "user", "content": "List three prime numbers."}]
 
 
-def queue_example(store: Store, engine, text: str) -> None:
+def queue_feedback(store: Store, engine, texts: list[str]) -> None:
+    """One sampled reply to X, and one follow-up feedback example on it per text (one generation,
+    so queueing costs one request; bench/latency.py queues its examples the same way)."""
     session = store.start_session("/bench", "bench", "bench")
     store.add_message(session, "user", X[0]["content"])
     completion = engine.generate(X, SamplingParams(max_new_tokens=32))
     reply = store.add_message(session, "assistant", completion.text, token_ids=completion.token_ids,
                               logprobs=completion.logprobs, adapter_version=completion.adapter_version)
-    store.add_example(store.add_feedback("followup", text, reply), reply, X, text, template="hindsight")
+    for text in texts:
+        store.add_example(store.add_feedback("followup", text, reply), reply, X, text, template="hindsight")
 
 
 def make_engine(kind: str, resolved):
@@ -64,7 +67,7 @@ def run(kind: str, model: str, rounds: int) -> dict | None:
             trainer = Trainer(store, registry, resolved, engine=engine, steps_per_feedback=1)
             end_to_end, swaps = [], []
             for i in range(rounds):
-                queue_example(store, engine, f"Answer with digits only, separated by commas. ({i})")
+                queue_feedback(store, engine, [f"Answer with digits only, separated by commas. ({i})"])
                 started = time.perf_counter()
                 trainer.train_pending()
                 end_to_end.append(time.perf_counter() - started)

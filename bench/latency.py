@@ -28,6 +28,8 @@ if "--active" in sys.argv:
     os.environ["OMP_WAIT_POLICY"] = "ACTIVE"
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
+from hotswap import queue_feedback  # bench/ is on sys.path when a bench script runs
+
 from continualcode.adapters.registry import AdapterRegistry
 from continualcode.engines.base import SamplingParams
 from continualcode.engines.embedded import EmbeddedEngine
@@ -36,7 +38,6 @@ from continualcode.models import DEFAULT_MODEL, resolve
 from continualcode.store.db import Store
 
 PROMPT = [{"role": "user", "content": "Explain what a Python list comprehension is."}]
-JUDGED = [{"role": "user", "content": "List three prime numbers."}]
 
 
 def time_requests(engine, count: int, tokens: int) -> list[float]:
@@ -46,18 +47,6 @@ def time_requests(engine, count: int, tokens: int) -> list[float]:
         engine.generate(PROMPT, SamplingParams(max_new_tokens=tokens))
         times.append(time.perf_counter() - started)
     return times
-
-
-def queue_examples(store: Store, engine, count: int) -> None:
-    """`count` feedback examples on one sampled reply (one generation, so queueing costs one request)."""
-    session = store.start_session("/bench", "bench", "bench")
-    store.add_message(session, "user", JUDGED[0]["content"])
-    completion = engine.generate(JUDGED, SamplingParams(max_new_tokens=32))
-    reply = store.add_message(session, "assistant", completion.text, token_ids=completion.token_ids,
-                              logprobs=completion.logprobs, adapter_version=completion.adapter_version)
-    for i in range(count):
-        text = f"Answer with digits only, separated by commas. ({i})"
-        store.add_example(store.add_feedback("followup", text, reply), reply, JUDGED, text, template="hindsight")
 
 
 def wait_until_training(trainer: Trainer, timeout: float) -> float:
@@ -88,7 +77,8 @@ def main() -> None:
         trainer = Trainer(store, AdapterRegistry(Path(tmp) / "adapters"), resolved, engine=None)
         time_requests(engine, 1, 8)  # warm-up
         idle = time_requests(engine, args.requests, args.tokens)
-        queue_examples(store, engine, args.queue)
+        queue_feedback(store, engine, [f"Answer with digits only, separated by commas. ({i})"
+                                       for i in range(args.queue)])
         trainer.start()
         trainer.wake()
         waited = wait_until_training(trainer, args.start_timeout)
