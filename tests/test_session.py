@@ -36,3 +36,19 @@ def test_the_defaults_are_the_presets_and_the_shipped_divergence(git_repo):
 def test_bad_learning_settings_are_a_clear_config_error(git_repo, bad):
     with pytest.raises(ConfigError, match="learning settings"):
         trainer_for(git_repo, **bad)
+
+
+def test_repair_settings_reach_the_repairer_and_bad_ones_are_a_clear_config_error(git_repo):
+    from continualcode.engines.scripted import ScriptedEngine
+    from continualcode.session import open_session
+
+    settings = Settings(model="smollm2-135m", learn=False, repair_candidates=6, repair_rewrites=2, repair_rounds=3)
+    session = open_session(git_repo, settings, approver=None, engine=ScriptedEngine([]), start_trainer=False)
+    try:
+        config = session.agent.repairer.config
+        assert (config.candidates, config.rewrites, config.rounds) == (6, 2, 3)
+    finally:
+        session.close()
+    with pytest.raises(ConfigError, match="repair settings.*rewrites"):
+        open_session(git_repo, Settings(model="smollm2-135m", learn=False, repair_rewrites=-1), approver=None,
+                     engine=ScriptedEngine([]), start_trainer=False)

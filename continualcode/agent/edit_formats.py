@@ -322,7 +322,10 @@ def _functions_in(code: str) -> list[tuple[str, str]]:
         for item in nodes:
             if isinstance(item, (ast.FunctionDef, ast.AsyncFunctionDef)):
                 start = min([d.lineno for d in item.decorator_list] + [item.lineno])
-                found.append((item.name, _dedent("\n".join(lines[start - 1:item.end_lineno]))))
+                source = _dedent("\n".join(lines[start - 1:item.end_lineno]))
+                # `def  name(`: a forced prefix ending in "def " and the model's " name" token
+                found.append((item.name, re.sub(rf"^(\s*(?:async\s+)?def)\s+{item.name}\b", rf"\1 {item.name}",
+                                                source, count=1, flags=re.MULTILINE)))
     return found
 
 

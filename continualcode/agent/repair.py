@@ -1,36 +1,31 @@
 """Test-driven repair: run the check, show the model the failure and the files, try several
-candidate fixes in a scratch copy, keep the first that makes the check pass.
+candidate fixes in a scratch copy, keep the first that makes the check pass (docs/agent.md).
 
-What a good engineer does, sized for what a 0.5B model can do: it cannot be
-trusted to explore a repository one tool call at a time, but it can often
-write a corrected line when it sees the failing assertion next to the code.
-So, for a request about failing tests or errors when a check command exists:
+A 0.5B model cannot be trusted to explore a repository one tool call at a time,
+but it can often write a corrected function when it sees the failing assertion
+next to the code. So, for a request about failing tests or errors when a check
+command exists:
 
-1. run the check in the repository (approval: the check command, as for
-   run_tests); if it passes there is nothing to repair and the normal tool
-   loop takes the request;
+1. run the check (approved as run_tests); if it passes, the tool loop takes the request;
 2. put the request, the trimmed failure, the implicated files
-   (continualcode.agent.failures), a hint naming the functions the failing
-   tests run, and instructions for one edit form (continualcode.agent.edit_formats)
-   into a repair conversation of its own (REPAIR_SYSTEM: no tools, which the
-   bundled model otherwise answers with); the agent's conversation gets a note
-   and a plain summary of the outcome;
-3. sample `candidates` replies in one batched generation, apply each in a
-   scratch copy of the working tree (continualcode.tools.scratch), refuse any
-   that changes a test file, run the check, stop at the first pass;
-4. if none passes, show the model the closest candidate's failure and sample
-   another round, up to `rounds`;
-5. a passing fix is shown to the user as one diff (y/n/edit) and applied with
-   the write_file tool (so /undo and auto-commit see it); headless runs apply
-   it under --yes. No pass: the report says so, shows the closest attempt's
-   check output, and nothing in the user's tree changes.
+   (continualcode.agent.failures), a hint naming the suspect function and one
+   edit form's instructions (continualcode.agent.edit_formats) into a repair
+   conversation of its own (no tools, which the bundled model otherwise answers with);
+3. per round, sample fixes of the shown code in one batch, then `rewrites`
+   candidates that write the suspect function afresh without seeing its body
+   (continualcode.agent.function_parts); apply each in a scratch copy
+   (continualcode.tools.scratch), refuse any that changes a test file, run
+   the check, stop at the first pass; a later round sees the closest failure;
+4. a passing fix is shown as one diff (y/n/edit) and applied with the
+   write_file tool (so /undo and auto-commit see it); headless runs apply it
+   under --yes. No pass: the report says so, shows the closest attempt's check
+   output, and nothing in the user's tree changes.
 
 Every candidate is training signal: a failing one is a reprompt example whose
-feedback is its check output, and the passing one becomes the solution of
-its failed siblings (SDPO's strongest teacher: the successful sibling as a
-demonstration). Each candidate is stored in a side session of its own (engine
-"repair", hidden from /resume and the session list) with the repair
-conversation as its x.
+feedback is its check output, and the passing one becomes the solution of its
+failed siblings (the successful sibling as a demonstration). Each is stored in
+a side session (engine "repair", hidden from /resume) with the conversation it
+answered as its x.
 """
 
 from __future__ import annotations
@@ -54,6 +49,8 @@ from continualcode.agent.repair_prompt import (
     candidate_prefix,
     repair_conversation,
     retry_message,
+    rewrite_conversation,
+    suspect_parts,
 )
 from continualcode.agent.tool_calls import ToolCall
 from continualcode.engines.base import Completion, SamplingParams
@@ -83,7 +80,10 @@ class RepairConfig:
     """How hard the repair flow tries; defaults chosen on the public agent benchmark (docs/agent.md)."""
 
     candidates: int = 8
-    """Candidate fixes sampled per round, in one batch."""
+    """Candidates per round: fixes of the shown code in one batch, then the rewrites in another."""
+    rewrites: int = 4
+    """How many of a round's candidates write the suspect function's body afresh from its head (signature,
+    docstring) and the failing tests, the body hidden (function form, one suspect); 0 = none."""
     rounds: int = 2
     """Rounds of candidates; a later round sees the closest failure so far."""
     edit_format: str = "function"
@@ -123,6 +123,7 @@ class RepairOutcome:
     seconds: float = 0.0
     initial_failure: Failure | None = None
     applied: bool = False
+    request: str = ""
 
     def summary(self) -> dict:
         best = self.winner or _closest(self.candidates)
@@ -146,6 +147,8 @@ class Repairer:
         if self.config.edit_format not in FORMATS:
             raise ValueError(f"unknown edit format {self.config.edit_format!r}; choose one of {', '.join(FORMATS)}")
         self.format = FORMATS[self.config.edit_format]
+        if self.config.rewrites < 0 or self.config.candidates < 1:
+            raise ValueError("repair needs at least 1 candidate per round and 0 or more rewrites")
         if self.config.prefix not in PREFIXES:
             raise ValueError(f"unknown repair prefix {self.config.prefix!r}; choose one of {', '.join(PREFIXES)}")
 
@@ -158,7 +161,7 @@ class Repairer:
         check = self.check_override or agent.tools["run_tests"].command(agent.workspace)
         if not check:
             return False
-        outcome = RepairOutcome("no_failure", check=check)
+        outcome = RepairOutcome("no_failure", check=check, request=request)
         self.check = check
         if not self._allowed(agent, check):
             return False
@@ -190,27 +193,44 @@ class Repairer:
                 files: dict[str, str], suspects: list[tuple[str, str]], outcome: RepairOutcome, started: float,
                 cancel) -> None:
         seen: dict[str, int] = {}
+        parts = suspect_parts(suspects, files)
+        rewrite = None
+        if self.config.rewrites and self.format.name == "function" and parts is not None and parts.has_body:
+            rewrite = rewrite_conversation(outcome.request, check, outcome.initial_failure, files, parts,
+                                           self.format)
+        fixes = self.config.candidates - (min(self.config.rewrites, self.config.candidates) if rewrite else 0)
         for number in range(1, self.config.rounds + 1):
             outcome.rounds = number
             agent.events.on_notice(f"round {number}: sampling {self.config.candidates} candidate fixes")
-            params = SamplingParams(max_new_tokens=self.format.max_new_tokens(files), stop=self.format.stop,
-                                    temperature=self.config.temperature, seed=agent.sampling.seed,
-                                    prefix=candidate_prefix(self.format.name, self.config.prefix, suspects))
-            completions = sample(agent.engine, conversation, params, self.config.candidates, cancel)
-            for index, completion in enumerate(completions, 1):
-                candidate = Candidate(number, index, completion)
-                outcome.candidates.append(candidate)
-                self._evaluate(candidate, scratch, check, files, agent, seen)
-                agent.events.on_notice(f"candidate {number}.{index}: {_verdict(candidate)}")
-                agent.events.on_candidate(candidate)
-                if candidate.passed:
-                    outcome.winner, outcome.status = candidate, "fixed"
-                    return
+            # fixes of the shown code first (the smallest change), then rewrites of the suspect's body
+            batches = [(conversation, candidate_prefix(self.format.name, self.config.prefix, suspects, files),
+                        fixes)]
+            if rewrite is not None:
+                batches.append((rewrite[0], rewrite[1], self.config.candidates - fixes))
+            round_candidates: list[Candidate] = []
+            for offset, (messages, prefix, count) in enumerate(batches):
+                if count <= 0:
+                    continue
+                seed = None if agent.sampling.seed is None else agent.sampling.seed + 1009 * (number - 1) + offset
+                params = SamplingParams(max_new_tokens=self.format.max_new_tokens(files), stop=self.format.stop,
+                                        temperature=self.config.temperature, seed=seed, prefix=prefix)
+                for completion in sample(agent.engine, messages, params, count, cancel):
+                    candidate = Candidate(number, len(round_candidates) + 1, completion)
+                    round_candidates.append(candidate)
+                    outcome.candidates.append(candidate)
+                    self._evaluate(candidate, scratch, check, files, agent, seen)
+                    agent.events.on_notice(f"candidate {number}.{candidate.index}: {_verdict(candidate)}")
+                    agent.events.on_candidate(candidate)
+                    if candidate.passed:
+                        outcome.winner, outcome.status = candidate, "fixed"
+                        return
+                if cancel is not None and cancel.is_set():
+                    break
             outcome.status = "unfixed"
             if number == self.config.rounds or time.monotonic() - started > self.config.time_budget \
                     or (cancel is not None and cancel.is_set()):
                 return
-            closest = _closest(outcome.candidates[-len(completions):])
+            closest = _closest(round_candidates[:fixes] or round_candidates)
             if closest is None:
                 return
             failure = closest.failure.output if closest.failure else closest.error or ""

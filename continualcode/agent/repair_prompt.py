@@ -8,6 +8,13 @@ from __future__ import annotations
 
 from continualcode.agent.edit_formats import EditFormat
 from continualcode.agent.failures import Failure, is_test_file
+from continualcode.agent.function_parts import (
+    LONG_DOCSTRING_LINES,
+    FunctionParts,
+    function_parts,
+    head_prefix,
+    without_function,
+)
 
 REPAIR_SYSTEM = ("You are an expert Python programmer. You fix bugs so that failing tests pass: you read the "
                  "error and the code, find the wrong line, and write the corrected code. You never change the tests.")
@@ -32,6 +39,9 @@ Write a different fix. {instructions}"""
 LARGE_FILE_CHARS = 12_000
 """Files longer than this are shown around the implicated lines instead of whole."""
 
+REWRITE = ("The function `{name}` of {path} is left out above: write it again, correctly, so that the tests "
+           "pass. Its docstring and the failing tests say what it must do. Reply with one ```python block "
+           "holding the complete `def {name}`, nothing else. Do not change the tests.")
 PREFIXES = ("name", "bug", "def", "none")
 """RepairConfig.prefix values (candidate_prefix)."""
 
@@ -67,15 +77,41 @@ def show_files(files: dict[str, str], failure: Failure, fmt: EditFormat, check: 
     return "\n\n".join(parts)
 
 
-def candidate_prefix(format_name: str, mode: str, suspects: list[tuple[str, str]]) -> str:
-    """How every candidate of the function form starts (RepairConfig.prefix)."""
+def candidate_prefix(format_name: str, mode: str, suspects: list[tuple[str, str]],
+                     files: dict[str, str] | None = None) -> str:
+    """How every candidate of the function form starts (RepairConfig.prefix). With "name" and one suspect
+    whose docstring is long, its whole head (signature and docstring) is given: copying it back costs
+    most of a candidate's tokens."""
     if format_name != "function" or mode == "none":
         return ""
     if mode == "bug":
         return "```python\n# The bug:"
     if mode == "name" and len(suspects) == 1:
+        parts = suspect_parts(suspects, files or {})
+        if parts is not None and parts.docstring_lines >= LONG_DOCSTRING_LINES:
+            return head_prefix(parts)
         return f"```python\ndef {suspects[0][1]}("
     return "```python\ndef "
+
+
+def suspect_parts(suspects: list[tuple[str, str]], files: dict[str, str]) -> FunctionParts | None:
+    """The head and body of the one suspect function, when there is exactly one and it is shown."""
+    if len(suspects) != 1 or suspects[0][0] not in files:
+        return None
+    path, name = suspects[0]
+    return function_parts(files[path], path, name)
+
+
+def rewrite_conversation(request: str, check: str, failure: Failure, files: dict[str, str],
+                         parts: FunctionParts, fmt: EditFormat) -> tuple[list[dict], str]:
+    """([system, user], forced prefix) for candidates that write the suspect's body afresh: the files as
+    for a fix, but the suspect without its body (the bundled model shown the buggy body mostly copies it)."""
+    shown = dict(files)
+    shown[parts.path] = without_function(files[parts.path], parts)
+    user = CONTEXT.format(request=request.strip(), check=check, failure=failure.output,
+                          files=show_files(shown, failure, fmt, check), hint="",
+                          instructions=REWRITE.format(name=parts.name, path=parts.path))
+    return [{"role": "system", "content": REPAIR_SYSTEM}, {"role": "user", "content": user}], head_prefix(parts)
 
 
 def hint(suspects: list[tuple[str, str]]) -> str:

@@ -35,6 +35,8 @@ def register_agent(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=0, help="sampling seed (each task derives its own)")
     parser.add_argument("--candidates", type=int, default=None, help="repair candidates per round (setting)")
     parser.add_argument("--rounds", type=int, default=None, help="repair rounds (setting)")
+    parser.add_argument("--rewrites", type=int, default=None,
+                        help="candidates per round written afresh, the suspect's body hidden (setting repair_rewrites)")
     parser.add_argument("--edit-format", choices=["function", "whole", "search_replace", "lines"], default=None,
                         help="how repair candidates are written (setting edit_format)")
     parser.add_argument("--repair-prefix", choices=["name", "bug", "def", "none"], default=None,
@@ -52,12 +54,12 @@ def cmd_bench_agent(args: argparse.Namespace, settings: Settings) -> int:
     tasks = load_tasks(args.tasks, args.only)[: args.limit or None]
     settings = dataclasses.replace(
         settings, learn=args.bench_learn, repair=args.repair, max_new_tokens=min(settings.max_new_tokens, 512),
-        **{k: v for k, v in (("repair_candidates", args.candidates), ("repair_rounds", args.rounds),
+        **{k: v for k, v in (("repair_candidates", args.candidates), ("repair_rounds", args.rounds), ("repair_rewrites", args.rewrites),
                              ("edit_format", args.edit_format), ("repair_prefix", args.repair_prefix))
            if v is not None})
     record = {"model": settings.model, "engine": settings.engine, "tasks_file": str(args.tasks), "seed": args.seed,
               "learn": settings.learn, "repair": settings.repair, "candidates": settings.repair_candidates,
-              "rounds": settings.repair_rounds, "edit_format": settings.edit_format,
+              "rounds": settings.repair_rounds, "rewrites": settings.repair_rewrites, "edit_format": settings.edit_format,
               "repair_prefix": settings.repair_prefix, "max_turns": args.max_turns,
               "temperature": settings.temperature}
     done = _resumable(args.out, record) if args.resume else None

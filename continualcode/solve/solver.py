@@ -243,6 +243,7 @@ class Solver:
             max_turns=self.settings.max_turns,
             # the same candidate generator as the agent's repair flow; each attempt is one round
             repairer=Repairer(RepairConfig(candidates=self.settings.repair_candidates, rounds=1,
+                                           rewrites=self.settings.repair_rewrites,
                                            edit_format=self.settings.edit_format,
                                            prefix=self.settings.repair_prefix,
                                            check_timeout=self.check_timeout), check=self.check)

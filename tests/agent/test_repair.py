@@ -190,6 +190,60 @@ def test_search_replace_forgives_whitespace_but_not_ambiguity():
     ("whole", "### app.py\n```python\ndef add(a, b):\n    return a + b\n```"),
     ("search_replace", RIGHT),
     ("lines", "app.py:2\n```python\n    return a + b\n```"),
+    ("function", "```python\ndef add(a, b):\n    return a + b\n```"),
+    ("function", "```python\ndef  add(a, b):\n    return a + b\n```"),  # a "def " prefix + " add": one space
 ])
 def test_every_edit_form_parses_to_the_same_fix(name, reply):
     assert FORMATS[name].parse(reply, {"app.py": BUG, "test_app.py": "x\n"}) == {"app.py": FIX}
+
+
+DOCUMENTED_BUG = 'def add(a, b):\n    """The sum of a and b."""\n    return a - b\n'
+COPY = "```python\ndef add(a, b):\n    return a - b\n```"          # a fix that changes nothing
+WRONG_FN = "```python\ndef add(a, b):\n    return a * b\n```"
+RIGHT_BODY = "    return a + b\n```"                                  # after the forced head
+
+
+def function_repairer(candidates=3, rewrites=1, rounds=1) -> Repairer:
+    return Repairer(RepairConfig(candidates=candidates, rewrites=rewrites, rounds=rounds, edit_format="function"))
+
+
+def test_rewrite_candidates_come_after_the_fixes_and_never_see_the_buggy_body(repo):
+    (repo / "app.py").write_text(DOCUMENTED_BUG)
+    engine = ScriptedEngine([COPY, WRONG_FN, RIGHT_BODY])
+    agent, store = make_agent(repo, engine, approver=WatchingApprover(repo), repairer=function_repairer())
+    result = agent.ask("The tests fail. Fix the bug.")
+    assert result.tests_passed is True and result.repair.summary()["passed_candidate"] == "1.3"
+    assert (repo / "app.py").read_text() == 'def add(a, b):\n    """The sum of a and b."""\n    return a + b\n'
+    fix_context, rewrite_context = engine.calls[0][-1]["content"], engine.calls[2][-1]["content"]
+    assert "return a - b" in fix_context and "### app.py" in fix_context
+    assert "return a - b" not in rewrite_context and "def add" not in rewrite_context.split("```python")[1]
+    assert "left out above" in rewrite_context and "assert add(1, 2) == 3" in rewrite_context
+    # the rewrite's reply starts with the head: signature and docstring, through the newline
+    winner = result.repair.winner
+    assert winner.completion.text.startswith('```python\ndef add(a, b):\n    """The sum of a and b."""\n')
+    # its failed siblings (the copy is unusable, the other failed) learn from it as their solution
+    examples = store.pending_examples()
+    assert {e["y"] for e in examples} == {COPY, WRONG_FN}
+    assert all(e["s"] == winner.completion.text for e in examples)
+
+
+def test_no_rewrites_when_off_or_when_the_suspect_is_unknown(repo):
+    (repo / "app.py").write_text(DOCUMENTED_BUG)
+    engine = ScriptedEngine([COPY, WRONG_FN, COPY])
+    agent, _ = make_agent(repo, engine, approver=WatchingApprover(repo), repairer=function_repairer(rewrites=0))
+    result = agent.ask("The tests fail. Fix the bug.")
+    assert result.stop_reason == "unfixed" and len(engine.calls) == 3
+    assert all("return a - b" in call[-1]["content"] for call in engine.calls)  # every candidate saw the code
+    with pytest.raises(ValueError, match="rewrites"):
+        Repairer(RepairConfig(rewrites=-1))
+
+
+def test_a_long_docstring_is_the_fix_candidates_forced_start(repo):
+    doc = '    """The sum of a and b.\n\n    >>> add(1, 2)\n    3\n    """\n'
+    (repo / "app.py").write_text("def add(a, b):\n" + doc + "    return a - b\n")
+    engine = ScriptedEngine(["    return a + b\n```"])
+    agent, _ = make_agent(repo, engine, approver=WatchingApprover(repo),
+                          repairer=function_repairer(candidates=1, rewrites=0))
+    result = agent.ask("The tests fail. Fix the bug.")
+    assert result.tests_passed is True
+    assert result.repair.winner.completion.text == "```python\ndef add(a, b):\n" + doc + "    return a + b\n```"
