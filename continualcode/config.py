@@ -101,7 +101,7 @@ class Settings:
     """Candidate fixes sampled per repair round (one batch)."""
     repair_rewrites: int = 4
     """How many of a round's candidates write the suspect function afresh from its signature, docstring and
-    the failing tests, its buggy body not shown (function form); 0 = every candidate fixes the shown code."""
+    the failing tests, its buggy body not shown (function form; at most half the round); 0 = none."""
     repair_rounds: int = 2
     """Repair rounds; a later round sees the closest failure."""
     edit_format: str = "function"

@@ -82,8 +82,8 @@ class RepairConfig:
     candidates: int = 8
     """Candidates per round: fixes of the shown code in one batch, then the rewrites in another."""
     rewrites: int = 4
-    """How many of a round's candidates write the suspect function's body afresh from its head (signature,
-    docstring) and the failing tests, the body hidden (function form, one suspect); 0 = none."""
+    """How many of a round's candidates write the suspect function afresh from its head (signature,
+    docstring) and the failing tests, its body hidden (function form, one suspect; at most half the round)."""
     rounds: int = 2
     """Rounds of candidates; a later round sees the closest failure so far."""
     edit_format: str = "function"
@@ -198,7 +198,7 @@ class Repairer:
         if self.config.rewrites and self.format.name == "function" and parts is not None and parts.has_body:
             rewrite = rewrite_conversation(outcome.request, check, outcome.initial_failure, files, parts,
                                            self.format)
-        fixes = self.config.candidates - (min(self.config.rewrites, self.config.candidates) if rewrite else 0)
+        fixes = self.config.candidates - (min(self.config.rewrites, self.config.candidates // 2) if rewrite else 0)
         for number in range(1, self.config.rounds + 1):
             outcome.rounds = number
             agent.events.on_notice(f"round {number}: sampling {self.config.candidates} candidate fixes")

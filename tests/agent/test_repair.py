@@ -234,6 +234,12 @@ def test_no_rewrites_when_off_or_when_the_suspect_is_unknown(repo):
     result = agent.ask("The tests fail. Fix the bug.")
     assert result.stop_reason == "unfixed" and len(engine.calls) == 3
     assert all("return a - b" in call[-1]["content"] for call in engine.calls)  # every candidate saw the code
+    # at most half of a round rewrites: one candidate is a fix
+    engine = ScriptedEngine([COPY])
+    agent, _ = make_agent(repo, engine, approver=WatchingApprover(repo),
+                          repairer=function_repairer(candidates=1, rewrites=4))
+    assert agent.ask("The tests fail. Fix the bug.").stop_reason == "unfixed"
+    assert len(engine.calls) == 1 and "return a - b" in engine.calls[0][-1]["content"]
     with pytest.raises(ValueError, match="rewrites"):
         Repairer(RepairConfig(rewrites=-1))
 
