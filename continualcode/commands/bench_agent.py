@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import shutil
 import sys
 import tempfile
 from pathlib import Path
@@ -17,7 +18,6 @@ from continualcode.evals.agent_bench import (
     DEFAULT_TASKS,
     BenchContext,
     load_tasks,
-    remove_state,
     run_bench,
     shared_state,
 )
@@ -89,7 +89,7 @@ def cmd_bench_agent(args: argparse.Namespace, settings: Settings) -> int:
     finally:
         if context.trainer is not None:
             context.trainer.stop(timeout=120)
-        remove_state(context.state)
+        shutil.rmtree(scratch, ignore_errors=True)  # the shared state of --learn lives in it
         engine.close()
     if args.bench_json:
         print(json.dumps(report, indent=2))

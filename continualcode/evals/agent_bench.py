@@ -20,7 +20,6 @@ import json
 import os
 import random
 import shlex
-import shutil
 import statistics
 import subprocess
 import sys
@@ -262,8 +261,3 @@ def shared_state(directory: Path) -> Path:
     state = directory / "state"
     state.mkdir(mode=0o700, parents=True, exist_ok=True)
     return state
-
-
-def remove_state(path: Path | None) -> None:
-    if path is not None:
-        shutil.rmtree(path.parent, ignore_errors=True)

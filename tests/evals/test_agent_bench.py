@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -89,8 +90,14 @@ def test_summary_reports_rate_ci_halves_and_kinds():
 
 
 def bench(tmp_path: Path, *args: str, timeout: float = 600) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "continualcode", "bench", "agent", *args],
-                          capture_output=True, text=True, cwd=tmp_path, stdin=subprocess.DEVNULL, timeout=timeout)
+    """The command in tmp_path, its temporary files under tmp_path/tmp (which it must leave empty)."""
+    temp = tmp_path / "tmp"
+    temp.mkdir(exist_ok=True)
+    done = subprocess.run([sys.executable, "-m", "continualcode", "bench", "agent", *args], capture_output=True,
+                          text=True, cwd=tmp_path, stdin=subprocess.DEVNULL, timeout=timeout,
+                          env={**os.environ, "TMPDIR": str(temp)})
+    assert not list(temp.iterdir()), f"bench agent left {list(temp.iterdir())} behind"
+    return done
 
 
 def test_bench_agent_runs_the_headless_agent_and_grades_it(tmp_path):
