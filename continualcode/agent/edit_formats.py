@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from typing import Iterator, Protocol
 
 from continualcode.agent.failures import is_test_file
+from continualcode.agent.function_parts import def_start
 
 
 class CandidateError(ValueError):
@@ -321,7 +322,7 @@ def _functions_in(code: str) -> list[tuple[str, str]]:
         nodes = node.body if isinstance(node, ast.ClassDef) else [node]
         for item in nodes:
             if isinstance(item, (ast.FunctionDef, ast.AsyncFunctionDef)):
-                start = min([d.lineno for d in item.decorator_list] + [item.lineno])
+                start = def_start(item)
                 source = _dedent("\n".join(lines[start - 1:item.end_lineno]))
                 # `def  name(`: a forced prefix ending in "def " and the model's " name" token
                 found.append((item.name, re.sub(rf"^(\s*(?:async\s+)?def)\s+{item.name}\b", rf"\1 {item.name}",
@@ -335,7 +336,7 @@ def _place_of(name: str, files: dict[str, str]) -> tuple[str, int, int, int] | N
     for path, tree in _parsed(files, tests=False):
         for node in ast.walk(tree):
             if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.name == name:
-                start = min([d.lineno for d in node.decorator_list] + [node.lineno])
+                start = def_start(node)
                 hits.append((path, start, node.end_lineno, node.col_offset))
     if len(hits) > 1:
         raise CandidateError(f"several functions are called {name}; cannot tell which one the fix replaces")

@@ -51,10 +51,9 @@ def function_parts(text: str, path: str, name: str) -> FunctionParts | None:
         return None
     node = nodes[0]
     lines = text.splitlines()
-    start = min([d.lineno for d in node.decorator_list] + [node.lineno])
+    start = def_start(node)
     first = node.body[0]
-    documented = (isinstance(first, ast.Expr) and isinstance(first.value, ast.Constant)
-                  and isinstance(first.value.value, str))
+    documented = ast.get_docstring(node, clean=False) is not None
     if documented:
         head_end = first.end_lineno
     elif first.lineno > node.lineno:  # the signature: up to the line before the first statement
@@ -64,6 +63,11 @@ def function_parts(text: str, path: str, name: str) -> FunctionParts | None:
     head = textwrap.dedent("\n".join(lines[start - 1:head_end]))
     return FunctionParts(path=path, name=name, head=head.rstrip(), head_lines=(start, head_end),
                          end=node.end_lineno, docstring_lines=(first.end_lineno - first.lineno + 1) if documented else 0)
+
+
+def def_start(node: ast.FunctionDef | ast.AsyncFunctionDef) -> int:
+    """The first line of a function's source: its first decorator, else its `def`."""
+    return min([d.lineno for d in node.decorator_list] + [node.lineno])
 
 
 def without_function(text: str, parts: FunctionParts) -> str:

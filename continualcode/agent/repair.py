@@ -199,12 +199,12 @@ class Repairer:
             rewrite = rewrite_conversation(outcome.request, check, outcome.initial_failure, files, parts,
                                            self.format)
         fixes = self.config.candidates - (min(self.config.rewrites, self.config.candidates // 2) if rewrite else 0)
+        fix_prefix = candidate_prefix(self.format.name, self.config.prefix, suspects, parts)
         for number in range(1, self.config.rounds + 1):
             outcome.rounds = number
             agent.events.on_notice(f"round {number}: sampling {self.config.candidates} candidate fixes")
             # fixes of the shown code first (the smallest change), then rewrites of the suspect's body
-            batches = [(conversation, candidate_prefix(self.format.name, self.config.prefix, suspects, files),
-                        fixes)]
+            batches = [(conversation, fix_prefix, fixes)]
             if rewrite is not None:
                 batches.append((rewrite[0], rewrite[1], self.config.candidates - fixes))
             round_candidates: list[Candidate] = []

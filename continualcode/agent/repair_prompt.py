@@ -49,9 +49,15 @@ PREFIXES = ("name", "bug", "def", "none")
 def repair_conversation(request: str, check: str, failure: Failure, files: dict[str, str],
                         suspects: list[tuple[str, str]], fmt: EditFormat) -> list[dict]:
     """[system, user]: the request, the failure, the files, the hint and the edit form's instructions."""
+    return _conversation(request, check, failure, show_files(files, failure, fmt, check), hint(suspects),
+                         fmt.instructions(list(files), suspects))
+
+
+def _conversation(request: str, check: str, failure: Failure, shown: str, hint_text: str,
+                  instructions: str) -> list[dict]:
     return [{"role": "system", "content": REPAIR_SYSTEM}, {"role": "user", "content": CONTEXT.format(
-        request=request.strip(), check=check, failure=failure.output, files=show_files(files, failure, fmt, check),
-        hint=hint(suspects), instructions=fmt.instructions(list(files), suspects))}]
+        request=request.strip(), check=check, failure=failure.output, files=shown, hint=hint_text,
+        instructions=instructions)}]
 
 
 def retry_message(check: str, failure: str, detail: str, fmt: EditFormat, files: dict[str, str],
@@ -78,16 +84,15 @@ def show_files(files: dict[str, str], failure: Failure, fmt: EditFormat, check: 
 
 
 def candidate_prefix(format_name: str, mode: str, suspects: list[tuple[str, str]],
-                     files: dict[str, str] | None = None) -> str:
-    """How every candidate of the function form starts (RepairConfig.prefix). With "name" and one suspect
-    whose docstring is long, its whole head (signature and docstring) is given: copying it back costs
-    most of a candidate's tokens."""
+                     parts: FunctionParts | None = None) -> str:
+    """How every fix candidate of the function form starts (RepairConfig.prefix). With "name" and one
+    suspect (`parts`: suspect_parts) whose docstring is long, its whole head (signature and docstring) is
+    given: copying it back costs most of a candidate's tokens."""
     if format_name != "function" or mode == "none":
         return ""
     if mode == "bug":
         return "```python\n# The bug:"
     if mode == "name" and len(suspects) == 1:
-        parts = suspect_parts(suspects, files or {})
         if parts is not None and parts.docstring_lines >= LONG_DOCSTRING_LINES:
             return head_prefix(parts)
         return f"```python\ndef {suspects[0][1]}("
@@ -104,14 +109,12 @@ def suspect_parts(suspects: list[tuple[str, str]], files: dict[str, str]) -> Fun
 
 def rewrite_conversation(request: str, check: str, failure: Failure, files: dict[str, str],
                          parts: FunctionParts, fmt: EditFormat) -> tuple[list[dict], str]:
-    """([system, user], forced prefix) for candidates that write the suspect's body afresh: the files as
-    for a fix, but the suspect without its body (the bundled model shown the buggy body mostly copies it)."""
-    shown = dict(files)
-    shown[parts.path] = without_function(files[parts.path], parts)
-    user = CONTEXT.format(request=request.strip(), check=check, failure=failure.output,
-                          files=show_files(shown, failure, fmt, check), hint="",
-                          instructions=REWRITE.format(name=parts.name, path=parts.path))
-    return [{"role": "system", "content": REPAIR_SYSTEM}, {"role": "user", "content": user}], head_prefix(parts)
+    """([system, user], forced prefix) for candidates that write the suspect afresh: the files as for a
+    fix, but the suspect function left out (the bundled model shown the buggy body mostly copies it); the
+    reply starts with its head."""
+    shown = {**files, parts.path: without_function(files[parts.path], parts)}
+    return (_conversation(request, check, failure, show_files(shown, failure, fmt, check), "",
+                          REWRITE.format(name=parts.name, path=parts.path)), head_prefix(parts))
 
 
 def hint(suspects: list[tuple[str, str]]) -> str:
