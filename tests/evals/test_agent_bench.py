@@ -95,7 +95,8 @@ def bench(tmp_path: Path, *args: str, timeout: float = 600) -> subprocess.Comple
     temp.mkdir(exist_ok=True)
     done = subprocess.run([sys.executable, "-m", "continualcode", "bench", "agent", *args], capture_output=True,
                           text=True, cwd=tmp_path, stdin=subprocess.DEVNULL, timeout=timeout,
-                          env={**os.environ, "TMPDIR": str(temp)})
+                          env={**os.environ, "TMPDIR": str(temp),  # torch's compile cache is not the bench's
+                               "TORCHINDUCTOR_CACHE_DIR": str(tmp_path / "torchinductor")})
     assert not list(temp.iterdir()), f"bench agent left {list(temp.iterdir())} behind"
     return done
 
