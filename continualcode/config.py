@@ -86,6 +86,8 @@ class Settings:
     """Fraction of the rollouts sampled from the teacher (feedback in context)."""
     learn_replay: bool = False
     """Replay general prompts and accepted answers against the weights before the event (forgetting control)."""
+    learn_replay_weight: float = 1.0
+    """With learn_replay: the replay term's weight (loss = feedback mean + weight x replay mean)."""
     gate: bool = True
     """Score each new adapter on a replay set before it goes live."""
     gate_threshold: float = 0.1

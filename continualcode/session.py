@@ -70,7 +70,8 @@ def make_trainer(store: Store, registry: AdapterRegistry, settings: Settings, en
     steps = settings.steps_per_feedback or preset.steps_per_feedback
     try:
         config = SDPOConfig(learning_rate=settings.learning_rate or preset.learning_rate,
-                            alpha=settings.divergence_alpha, support=settings.divergence_support)
+                            alpha=settings.divergence_alpha, support=settings.divergence_support,
+                            replay_weight=settings.learn_replay_weight)
         recipe = LearnRecipe(steps=steps, rounds=settings.learn_rounds, rollouts=settings.learn_rollouts,
                              expand=settings.learn_expand, teacher_samples=settings.learn_teacher_samples,
                              replay=settings.learn_replay)

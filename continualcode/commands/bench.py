@@ -12,10 +12,13 @@ from continualcode.config import Settings, UsageError
 from continualcode.evals.learning_bench import (
     DEFAULT_SCENARIOS,
     METHODS,
+    SYSTEMS,
+    agent_system_prompt,
     load_scenarios,
     resumable_results,
     reusable_results,
     run_bench,
+    with_system,
 )
 from continualcode.evals.learning_tables import render_markdown, render_tables
 
@@ -59,9 +62,15 @@ def register_bench(parser: argparse.ArgumentParser) -> None:
                         "with G = 0, F > 0 adds one per round)")
     levers.add_argument("--replay", action="store_true",
                         help="replay general prompts against the pre-update weights (forgetting control)")
+    levers.add_argument("--replay-weight", type=float, default=None, metavar="W",
+                        help="with --replay: loss = mean over the feedback's tokens + W x mean over the replay "
+                        "tokens (default: SDPOConfig, 1.0)")
     levers.add_argument("--cache-teacher", action="store_true",
                         help="one teacher pass per round instead of per step (EMA moves at the round's end)")
     parser.add_argument("--max-new-tokens", type=int, default=64)
+    parser.add_argument("--system", choices=SYSTEMS, default="none",
+                        help="none: the scenarios as written; agent: every conversation under the REPL's system "
+                        "prompt (its tools and call format), the conditions of a correction given in the REPL")
     parser.add_argument("--temperature", type=float, default=0.3,
                         help="sampling temperature for train and eval answers (default 0.3: near the REPL's 0.2, "
                         "with some spread between the samples; at 0.7 SmolLM2 is right about France 1 time in 4)")
@@ -92,9 +101,11 @@ def train_settings(args: argparse.Namespace, model_name: str) -> TrainSettings:
         max_new_tokens=args.max_new_tokens, temperature=args.temperature,
         support=args.support or defaults.support, rollouts=args.rollouts, rounds=args.rounds, expand=args.expand,
         teacher_samples=args.teacher_samples, replay=args.replay, cache_teacher=args.cache_teacher,
+        replay_weight=args.replay_weight if args.replay_weight is not None else defaults.replay_weight,
+        system=args.system,
     )
     try:
-        settings.recipe()
+        settings.recipe(), settings.sdpo_config()
     except ValueError as exc:
         raise UsageError(f"bench learn: {exc}") from exc
     return settings
@@ -114,6 +125,8 @@ def cmd_bench(args: argparse.Namespace, settings: Settings) -> int:
     if args.resume and not args.out:
         raise UsageError("--resume needs --out FILE: the report it continues")
     scenarios = load_scenarios(args.scenarios, args.only)
+    if args.system == "agent":
+        scenarios = with_system(scenarios, agent_system_prompt())
     methods = list(dict.fromkeys(args.method or METHODS))
     from continualcode.evals.learning_methods import load_learner
 

@@ -31,7 +31,12 @@ def register_agent(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--limit", type=int, default=None, metavar="N", help="the first N tasks only")
     parser.add_argument("--max-turns", type=int, default=None, help="model replies allowed per task (tool loop)")
     parser.add_argument("--learn", dest="bench_learn", action="store_true", default=False,
-                        help="run the tasks in order against one store with the trainer on (default: --no-learn)")
+                        help="run the tasks in order against one store, training between tasks (default: --no-learn)")
+    parser.add_argument("--learn-examples", type=int, default=2, metavar="K",
+                        help="--learn: examples trained after each task, those with a passing sibling first "
+                        "(default 2; 0 = all)")
+    parser.add_argument("--no-gate", dest="gate", action="store_false", default=None,
+                        help="--learn: publish every version without the promotion gate (setting gate)")
     parser.add_argument("--seed", type=int, default=0, help="sampling seed (each task derives its own)")
     parser.add_argument("--candidates", type=int, default=None, help="repair candidates per round (setting)")
     parser.add_argument("--rounds", type=int, default=None, help="repair rounds (setting)")
@@ -51,22 +56,26 @@ def register_agent(parser: argparse.ArgumentParser) -> None:
 def cmd_bench_agent(args: argparse.Namespace, settings: Settings) -> int:
     if args.resume and not args.out:
         raise UsageError("--resume needs --out FILE: the report it continues")
+    if args.learn_examples < 0:
+        raise UsageError(f"--learn-examples must be 0 (all) or more, got {args.learn_examples}")
     tasks = load_tasks(args.tasks, args.only)[: args.limit or None]
     settings = dataclasses.replace(
         settings, learn=args.bench_learn, repair=args.repair, max_new_tokens=min(settings.max_new_tokens, 512),
         **{k: v for k, v in (("repair_candidates", args.candidates), ("repair_rounds", args.rounds), ("repair_rewrites", args.rewrites),
-                             ("edit_format", args.edit_format), ("repair_prefix", args.repair_prefix))
+                             ("edit_format", args.edit_format), ("repair_prefix", args.repair_prefix),
+                             ("gate", args.gate))
            if v is not None})
     record = {"model": settings.model, "engine": settings.engine, "tasks_file": str(args.tasks), "seed": args.seed,
               "learn": settings.learn, "repair": settings.repair, "candidates": settings.repair_candidates,
               "rounds": settings.repair_rounds, "rewrites": settings.repair_rewrites, "edit_format": settings.edit_format,
               "repair_prefix": settings.repair_prefix, "max_turns": args.max_turns,
-              "temperature": settings.temperature}
+              "temperature": settings.temperature,
+              **({"learn_examples": args.learn_examples or None, "gate": settings.gate} if settings.learn else {})}
     done = _resumable(args.out, record) if args.resume else None
     log = lambda line: print(line, file=sys.stderr, flush=True)  # noqa: E731
     engine = make_engine(settings)
     scratch = Path(tempfile.mkdtemp(prefix="continualcode-agent-bench-"))
-    context = BenchContext(engine=engine, settings=settings)
+    context = BenchContext(engine=engine, settings=settings, learn_examples=args.learn_examples or None)
     try:
         if settings.learn:
             from continualcode.adapters.registry import AdapterRegistry
@@ -76,8 +85,7 @@ def cmd_bench_agent(args: argparse.Namespace, settings: Settings) -> int:
             context.state = shared_state(scratch)
             store = Store(context.state / "store.db")
             registry = AdapterRegistry(context.state / "adapters")
-            context.trainer = make_trainer(store, registry, settings, engine)
-            context.trainer.start()
+            context.trainer = make_trainer(store, registry, settings, engine)  # run_bench trains between tasks
 
         def save(report: dict) -> None:
             if args.out:

@@ -156,7 +156,8 @@ class BenchContext:
     engine: object
     settings: object
     state: Path | None = None          # shared .continualcode/ for --learn
-    trainer: object | None = None
+    trainer: object | None = None      # --learn: trained between tasks (train_between), never beside one
+    learn_examples: int | None = None  # --learn: examples trained per task (None = all)
     extra: dict = field(default_factory=dict)
 
 
@@ -222,12 +223,36 @@ def summarize(results: list[dict]) -> dict:
             "mean_tool_calls": statistics.fmean(r["tool_calls"] for r in rows) if rows else None,
             "parse_failures": sum(r["parse_failures"] for r in rows),
             "mean_candidates": statistics.fmean(r["candidates"] for r in rows) if rows else None,
+            "train_seconds": round(sum(r["train"]["seconds"] for r in rows if r.get("train")), 1),
         }
 
     half = len(results) // 2
     kinds = sorted({r["kind"] for r in results})
     return {"all": block(results), "first_half": block(results[:half]), "second_half": block(results[half:]),
             "by_kind": {k: block([r for r in results if r["kind"] == k]) for k in kinds}}
+
+
+def train_between(trainer, limit: int | None) -> dict:
+    """--learn, after a task: train on the examples it left, before the next task starts.
+
+    On two cores a trainer beside the agent slowed both (3.7 min per task, docs/agent.md), so the bench
+    trains between tasks: a task's seconds are the agent's alone and every later task is answered by the
+    versions the earlier ones published (and the gate promoted). At most ``limit`` examples per task are
+    trained, those with a passing sibling's solution first (SDPO's strongest teacher); the rest are
+    marked skipped, with the reason.
+    """
+    store = trainer.store
+    ranked = sorted(store.pending_examples(), key=lambda row: (not row.get("s"), row["id"]))
+    kept = ranked if limit is None else ranked[:limit]
+    dropped = [row["id"] for row in ranked[len(kept):]]
+    if dropped:
+        store.mark_examples(dropped, "skipped", error=f"bench agent --learn-examples {limit}: not trained")
+    started = time.perf_counter()
+    results = trainer.train_pending()
+    return {"examples": len(kept), "with_solution": sum(bool(row.get("s")) for row in kept), "skipped": len(dropped),
+            "seconds": round(time.perf_counter() - started, 2),
+            "versions": {r["version"]: r.get("decision") for r in results if r.get("version")},
+            "errors": [r["error"] for r in results if r.get("error")]}
 
 
 def run_bench(tasks: list[AgentTask], context: BenchContext, *, seed: int = 0, max_turns: int | None = None,
@@ -246,11 +271,16 @@ def run_bench(tasks: list[AgentTask], context: BenchContext, *, seed: int = 0, m
             results.append(done[task.id])
             continue
         result = run_task(task, context, seed=seed, max_turns=max_turns)
+        if context.trainer is not None:
+            result["train"] = train_between(context.trainer, context.learn_examples)
         results.append(result)
         if log:
             mark = "RESOLVED" if result["resolved"] else ("tests changed" if result["tests_changed"] else "failed")
+            trained = result.get("train")
             log(f"[{number}/{len(tasks)}] {task.id:48} {mark:14} {result['seconds']:6.1f} s  "
-                f"turns {result['turns']}  candidates {result['candidates']}")
+                f"turns {result['turns']}  candidates {result['candidates']}"
+                + (f"  trained {trained['examples']} in {trained['seconds']:.0f} s {trained['versions']}"
+                   if trained else ""))
         if checkpoint:
             checkpoint(report())
     return report()

@@ -14,6 +14,7 @@ between two methods comes from their weights or context, not from luck.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import random
 import re
@@ -115,6 +116,33 @@ def load_scenarios(path: Path | str, only: list[str] | None = None) -> list[Scen
     return scenarios
 
 
+SYSTEMS = ("none", "agent")
+"""``--system``: the scenarios as written, or under the REPL's system prompt (the agent's tools and call
+format, for a repository with no files): the conditions a correction given in the REPL trains and is
+judged under."""
+
+
+def agent_system_prompt() -> str:
+    """The REPL's system prompt for an empty repository named ``project``."""
+    from continualcode.agent.system_prompt import system_prompt
+    from continualcode.tools import ToolConfig, default_tools
+
+    return system_prompt(default_tools(ToolConfig()), "Repository project: (no files yet)")
+
+
+def with_system(scenarios: list[Scenario], text: str) -> list[Scenario]:
+    """Every conversation of ``scenarios`` (train, eval, general) under the system message ``text``;
+    a conversation that already starts with a system message keeps its own."""
+    def under(messages: list[dict]) -> list[dict]:
+        own = messages and messages[0].get("role") == "system"
+        return messages if own else [{"role": "system", "content": text}, *messages]
+
+    return [dataclasses.replace(
+        s, train=[{**item, "messages": under(item["messages"])} for item in s.train],
+        eval=[dataclasses.replace(c, messages=under(c.messages)) for c in s.eval],
+        general=[dataclasses.replace(c, messages=under(c.messages)) for c in s.general]) for s in scenarios]
+
+
 # ----------------------------------------------------------------------------- running
 
 
@@ -165,10 +193,12 @@ def reusable_results(path: Path, model: str, scenarios: list[Scenario], *, sampl
     """base/icl results from an earlier report (``--baseline``), if it sampled exactly as this run will.
 
     Only the sampling matters for these two methods (model, samples, seed,
-    temperature, answer length, and the scenario's items), not lr or steps.
+    temperature, answer length, system prompt, and the scenario's items), not lr or steps.
     """
     wanted = {"samples": samples, "seed": seed, "temperature": settings.temperature,
               "max_new_tokens": settings.max_new_tokens}
+    if settings.system != "none":  # reports from before --system have no such key: they ran without one
+        wanted["system"] = settings.system
     earlier = _earlier_report(path, model, wanted, f"--baseline {path}: cannot read an earlier --out report",
                               f"--baseline {path} was sampled differently", "rerun base and icl instead")
     reused = {}

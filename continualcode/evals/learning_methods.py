@@ -64,11 +64,15 @@ class TrainSettings:
     expand: int = 0
     teacher_samples: float = 0.0
     replay: bool = False
+    replay_weight: float = 1.0
     cache_teacher: bool = False
+    system: str = "none"
+    """The scenarios' system prompt (``learning_bench.SYSTEMS``): recorded so --baseline and --resume
+    never mix runs judged under different prompts."""
 
     def sdpo_config(self) -> SDPOConfig:
         return SDPOConfig(alpha=self.alpha, teacher=self.teacher, teacher_update_rate=self.teacher_update_rate,
-                          learning_rate=self.learning_rate, support=self.support)
+                          learning_rate=self.learning_rate, support=self.support, replay_weight=self.replay_weight)
 
     def recipe(self) -> LearnRecipe:
         """The feedback-event recipe: ``steps_per_feedback`` steps per round."""

@@ -1,13 +1,10 @@
-"""TODO docstring: learning.checks."""
+"""A prompt and the regexes its answer must and must not match: the learning bench's items and the
+promotion gate's probes."""
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:  # torch loads only when a bench runs, not when the CLI parser is built
-    pass
 
 
 @dataclass

@@ -31,7 +31,7 @@ from continualcode.learning.types import SUPPORTS, SDPOConfig, TrainingExample
 __all__ = [
     "SDPOConfig", "TrainingExample", "TokenBatch", "TeacherState", "teacher_messages", "build_batch",
     "response_logits", "distillation_loss", "token_advantages", "group_advantages", "hybrid_loss",
-    "make_optimizer", "sdpo_step", "sft_step",
+    "make_optimizer", "replay_row_weights", "sdpo_step", "sft_step",
 ]
 
 
@@ -108,6 +108,7 @@ def distillation_loss(
     is_clip: float | None = None,
     old_logprobs: torch.Tensor | None = None,
     support: str = "student",
+    row_weights: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, dict]:
     """The SDPO distillation loss, token-mean over ``mask`` (SDPO.md, "Loss").
 
@@ -119,7 +120,9 @@ def distillation_loss(
     tail bucket, where no loss can single it out. The importance ratio
     exp(clamp(logp_now − logp_old, ±20)) clipped at ``is_clip`` multiplies
     each token's loss without a gradient. Rows whose mask is all zero count
-    nothing. Computation runs in at least float32. Returns (loss, stats):
+    nothing. ``row_weights`` ``[B]`` replaces the token-mean by Σ_r w_r · Σ_t loss_rt
+    (each token of row r weighs w_r; ``replay_row_weights`` makes them group
+    means). Computation runs in at least float32. Returns (loss, stats):
     divergence (mean per-token, unweighted), advantage (mean log p_teacher(y)
     − log p_student(y)), tokens, and per row ``example_advantage``,
     ``example_loss``, ``example_divergence``, ``example_tokens`` (0 for empty rows).
@@ -150,7 +153,10 @@ def distillation_loss(
     keep = mask.to(torch.bool)
     weights = keep.to(dtype)
     tokens = weights.sum()
-    loss = torch.where(keep, weighted, 0.0).sum() / tokens.clamp(min=1.0)
+    if row_weights is None:
+        loss = torch.where(keep, weighted, 0.0).sum() / tokens.clamp(min=1.0)
+    else:
+        loss = (torch.where(keep, weighted, 0.0) * row_weights.to(weighted.device, dtype).unsqueeze(-1)).sum()
     divergence = torch.where(keep, per_token.detach(), 0.0)
     advantage = torch.where(keep, advantage, 0.0)
     row_tokens = weights.sum(-1).clamp(min=1.0)
@@ -251,6 +257,22 @@ def _teacher_logits(model, batch: TokenBatch, examples: list[TrainingExample], t
     return logits
 
 
+def replay_row_weights(examples: list[TrainingExample], mask: torch.Tensor, weight: float) -> torch.Tensor | None:
+    """Per-row loss weights that make the loss mean(feedback tokens) + weight · mean(replay tokens).
+
+    A plain token-mean over a batch of one judged reply and four replay answers gives the feedback a
+    fifth of the gradient: replay then mostly teaches "stay put" (measured on SmolLM2: forward KL with
+    replay learned 0.31 held-out where forward KL alone learned 0.50). None (the plain token-mean)
+    when the batch has no replay rows or only replay rows.
+    """
+    replay = torch.tensor([bool(e.anchor) for e in examples])
+    if not replay.any() or replay.all():
+        return None
+    tokens = mask.to(torch.float64).sum(-1).cpu()
+    taught, replayed = tokens[~replay].sum().clamp(min=1.0), tokens[replay].sum().clamp(min=1.0)
+    return torch.where(replay, weight / replayed, 1.0 / taught)
+
+
 def sdpo_step(model, tokenizer, optimizer, examples: list[TrainingExample], config: SDPOConfig,
               teacher_state: TeacherState, *, anchor: TeacherState | None = None,
               teacher_cache: dict | None = None, update_teacher: bool = True) -> dict:
@@ -305,7 +327,8 @@ def sdpo_step(model, tokenizer, optimizer, examples: list[TrainingExample], conf
     else:
         loss, stats = distillation_loss(student_logits, teacher_logits, response_ids, mask, alpha=config.alpha,
                                         top_k=config.top_k, add_tail=config.add_tail, is_clip=is_clip,
-                                        old_logprobs=old, support=config.support)
+                                        old_logprobs=old, support=config.support,
+                                        row_weights=replay_row_weights(chosen, mask, config.replay_weight))
     del teacher_logits
     grad_norm, stepped = _apply_gradients(model, optimizer, loss, config.max_grad_norm)
     if stepped and update_teacher:

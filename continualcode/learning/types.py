@@ -95,6 +95,10 @@ class SDPOConfig:
     feedback as a standing instruction, for prompts other than the judged one)."""
     feedback_with_solution: bool = False
     """Keep the feedback when a solution exists. Reference default: feedback only without a solution."""
+    replay_weight: float = 1.0
+    """With replay examples in a step (the recipe's forgetting control), the loss is the token-mean over
+    the feedback's rows plus ``replay_weight`` × the token-mean over the replay rows, so the replay
+    answers' count does not dilute the feedback (a plain token-mean over all rows did: docs/learning.md)."""
     hybrid_lambda: float = 0.0
     """λ in A = λ·A_GRPO + (1−λ)·A_SDPO (paper, hybrid with scalar rewards). 0 = pure distillation;
     > 0 switches to the advantage (policy-gradient) form. Not in the reference code."""
@@ -110,6 +114,8 @@ class SDPOConfig:
             raise ValueError(f"support must be one of {SUPPORTS}, got {self.support!r}")
         if self.top_k is not None and self.top_k < 1:
             raise ValueError(f"top_k must be >= 1 or None, got {self.top_k}")
+        if self.replay_weight < 0:
+            raise ValueError(f"replay_weight cannot be negative, got {self.replay_weight}")
         if not 0.0 <= self.hybrid_lambda <= 1.0:
             raise ValueError(f"hybrid_lambda must be in [0, 1], got {self.hybrid_lambda}")
 

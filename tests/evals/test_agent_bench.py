@@ -89,6 +89,40 @@ def test_summary_reports_rate_ci_halves_and_kinds():
     assert bootstrap_ci([1.0] * 5) == (1.0, 1.0)
 
 
+def test_learn_trains_between_tasks_the_examples_with_a_solution_first(tmp_path):
+    """--learn: after a task at most K of its examples are trained (the failed siblings of a passing
+    candidate first), the rest are skipped with the reason; the trainer runs only then, not beside the task."""
+    from continualcode.evals.agent_bench import train_between
+    from continualcode.store.db import Store
+
+    store = Store(tmp_path / "store.db")
+    session = store.start_session("/repo", "m", "embedded")
+    ids = []
+    for n, solution in enumerate([None, "def f(): return 1", None, "def f(): return 2"]):
+        store.add_message(session, "user", "fix it")
+        reply = store.add_message(session, "assistant", f"attempt {n}")
+        ids.append(store.add_example(store.add_feedback("test_failure", "1 failed", reply), reply, [], "1 failed",
+                                     s=solution))
+    trained = []
+
+    class Trainer:
+        def __init__(self):
+            self.store = store
+
+        def train_pending(self):
+            trained.extend(row["id"] for row in store.pending_examples())
+            store.mark_examples(trained, "trained", adapter_version="v0001")
+            return [{"examples": trained, "version": "v0001", "decision": "promoted"}]
+
+    report = train_between(Trainer(), 3)
+    assert sorted(trained) == sorted([ids[1], ids[3], ids[0]])  # the two with a solution, then the oldest
+    assert (report["examples"], report["with_solution"], report["skipped"]) == (3, 2, 1)
+    assert report["versions"] == {"v0001": "promoted"} and report["errors"] == []
+    skipped = store.example(ids[2])
+    assert skipped["status"] == "skipped" and "--learn-examples 3" in skipped["error"]
+    assert train_between(Trainer(), None)["examples"] == 0  # nothing left to train
+
+
 def bench(tmp_path: Path, *args: str, timeout: float = 600) -> subprocess.CompletedProcess:
     """The command in tmp_path, its temporary files under tmp_path/tmp (which it must leave empty)."""
     temp = tmp_path / "tmp"
@@ -140,3 +174,23 @@ def test_bench_agent_on_two_public_tasks_with_smollm2(tmp_path):
                     "hand/missing-function-needs-restock", "--candidates", "2", "--rounds", "1", "--out", str(out),
                     "--resume", "--json")
     assert resumed.returncode == 0 and json.loads(resumed.stdout)["tasks"] == report["tasks"]
+
+
+@pytest.mark.slow
+def test_bench_agent_learn_trains_after_the_task_with_smollm2(tmp_path):
+    """--learn end to end: the task's failed candidates become examples in the shared store, at most K are
+    trained after the task (a version published, the gate off), the rest skipped, and the scratch state
+    (store, adapters) is removed with the run."""
+    out = tmp_path / "report.json"
+    done = bench(tmp_path, "--model", "smollm2-135m", "--only", "hand/missing-function-needs-restock",
+                 "--candidates", "2", "--rounds", "1", "--learn", "--learn-examples", "1", "--no-gate",
+                 "--out", str(out), timeout=900)
+    assert done.returncode == 0, done.stderr[-3000:]
+    report = json.loads(out.read_text())
+    assert report["settings"]["learn"] is True and report["settings"]["learn_examples"] == 1
+    [result] = report["tasks"]
+    train = result["train"]
+    assert train["examples"] <= 1 and train["errors"] == []
+    if not result["resolved"]:  # the failed candidates are examples: one trained into a version
+        assert train["examples"] == 1 and list(train["versions"].values()) == ["promoted"]
+    assert "trained" in done.stderr and report["summary"]["all"]["train_seconds"] == train["seconds"]

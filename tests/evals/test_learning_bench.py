@@ -280,6 +280,34 @@ def test_baseline_reuses_untrained_methods_only_when_sampled_the_same_way(tmp_pa
     assert set(reused["a"]) == {"base", "icl"}  # sdpo depends on lr and steps: never reused
     with pytest.raises(UsageError, match="sampled differently"):
         reusable_results(path, "m", scenarios, samples=2, seed=0, settings=settings)
+    # Answers judged under the REPL's system prompt are never mixed with answers judged without it.
+    with pytest.raises(UsageError, match="sampled differently"):
+        reusable_results(path, "m", scenarios, samples=4, seed=0,
+                         settings=TrainSettings(steps_per_feedback=2, learning_rate=1e-4, system="agent"))
+
+
+def test_system_agent_puts_every_conversation_under_the_repl_system_prompt(tmp_path):
+    import argparse
+
+    from continualcode.commands.bench import register_bench, train_settings
+    from continualcode.evals.learning_bench import agent_system_prompt, with_system
+
+    own = [{"role": "system", "content": "Tools: none."}, *USER]
+    scenarios = load_scenarios(write(tmp_path / "s.jsonl", scenario("a", general=[{"messages": own, "pass_regex": "x"}])))
+    text = agent_system_prompt()
+    assert "read_file" in text and "run_tests" in text  # the REPL's tools and call format
+    [under] = with_system(scenarios, text)
+    assert under.train[0]["messages"] == [{"role": "system", "content": text}, *USER]
+    assert under.eval[0].messages == [{"role": "system", "content": text}, *USER]
+    assert under.general[0].messages == own  # a conversation with its own system prompt keeps it
+    assert scenarios[0].eval[0].messages == USER  # the loaded scenarios are not changed
+    parser = argparse.ArgumentParser()
+    register_bench(parser)
+    assert train_settings(parser.parse_args(["learn", "--system", "agent"]), "smollm2-135m").system == "agent"
+    args = parser.parse_args(["learn", "--replay", "--replay-weight", "0.5"])
+    assert train_settings(args, "smollm2-135m").sdpo_config().replay_weight == 0.5
+    with pytest.raises(UsageError, match="replay_weight"):
+        train_settings(parser.parse_args(["learn", "--replay-weight", "-1"]), "smollm2-135m")
 
 
 def test_markdown_has_a_row_per_scenario_and_the_overall_ratios():

@@ -16,6 +16,7 @@ from continualcode.learning.sdpo import (
     build_batch,
     distillation_loss,
     make_optimizer,
+    replay_row_weights,
     response_logits,
     sdpo_step,
     sft_step,
@@ -121,6 +122,33 @@ def check_against_reference(alpha, top_k, add_tail, is_clip, support):
     rows = [reference_loss(student[b:b + 1], teacher[b:b + 1], ids[b:b + 1], mask[b:b + 1], alpha, top_k, add_tail,
                            is_clip, old[b:b + 1], support).item() for b in range(len(mask))]
     assert stats["example_loss"] == pytest.approx(rows, rel=1e-9, abs=1e-12)
+
+
+def test_replay_rows_weigh_as_a_group_not_by_their_token_count():
+    """Issue 15, lever 4: with replay rows in a step the loss is mean(feedback tokens) + w · mean(replay
+    tokens); a plain token-mean would give the one judged reply a fifth of the gradient beside four replay
+    answers. Rows 0 and 2 are replay, row 1 is empty, row 3 is the feedback."""
+    student, teacher, ids, mask, old = random_case(seed=7, B=4)
+    mask[3] = 1.0
+    examples = [TrainingExample([], [1], anchor=True), TrainingExample([], [1]), TrainingExample([], [1], anchor=True),
+                TrainingExample([], [1], feedback="f")]
+    weights = replay_row_weights(examples, mask, 0.5)
+    loss, _ = distillation_loss(student, teacher, ids, mask, alpha=0.0, top_k=5, row_weights=weights)
+    (grad,) = torch.autograd.grad(loss, student)
+
+    def group(rows):
+        return reference_loss(student[rows], teacher[rows], ids[rows], mask[rows], 0.0, 5, True, None, old[rows])
+    expected = group([1, 3]) + 0.5 * group([0, 2])
+    (expected_grad,) = torch.autograd.grad(expected, student)
+    assert loss.item() == pytest.approx(expected.item(), rel=1e-9)
+    assert torch.allclose(grad, expected_grad, rtol=1e-7, atol=1e-12)
+    token_mean, _ = distillation_loss(student, teacher, ids, mask, alpha=0.0, top_k=5)
+    assert token_mean.item() != pytest.approx(loss.item())  # the weighting changes the loss
+    # No replay rows, or nothing but replay rows: the plain token-mean.
+    assert replay_row_weights(examples[1:2] + examples[3:], mask[:2], 1.0) is None
+    assert replay_row_weights(examples[:1], mask[:1], 1.0) is None
+    with pytest.raises(ValueError, match="replay_weight"):
+        SDPOConfig(replay_weight=-1.0)
 
 
 def test_union_support_pulls_the_student_toward_a_token_only_the_teacher_ranks_high():
