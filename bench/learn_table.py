@@ -7,7 +7,7 @@ replacing an earlier one's (so a tuning run's `sdpo` can sit beside the base,
 icl and sft of the first run). `--label NAME=FILE` adds FILE's sdpo as an extra
 column named NAME (other settings, side by side, e.g. one recipe lever per
 report). Reports must share model, samples, seed, temperature and answer
-length. Under the overall row: 95 % bootstrap intervals (items resampled within
+length and system prompt. Under the overall row: 95 % bootstrap intervals (items resampled within
 scenarios, fixed seed) of eval, general and eval − base where the reports hold
 per-item results, and seconds per feedback event where they were recorded.
 """
@@ -21,13 +21,18 @@ from pathlib import Path
 from continualcode.evals.learning_bench import summarize
 from continualcode.evals.learning_tables import render_markdown
 
-SAMPLING = ("samples", "seed", "temperature", "max_new_tokens")
+SAMPLING = ("samples", "seed", "temperature", "max_new_tokens", "system")
+
+
+def sampled(report: dict, key: str):
+    """A sampling setting of a report (reports from before --system ran without one)."""
+    return report["settings"].get(key, "none" if key == "system" else None)
 
 
 def combine(reports: list[dict], extra: dict[str, dict] | None = None) -> dict:
     first = reports[0]
     for report in [*reports[1:], *(extra or {}).values()]:
-        if report["model"] != first["model"] or any(report["settings"][k] != first["settings"][k] for k in SAMPLING):
+        if report["model"] != first["model"] or any(sampled(report, k) != sampled(first, k) for k in SAMPLING):
             raise SystemExit(f"reports were sampled differently: {first['model']} {first['settings']} vs "
                              f"{report['model']} {report['settings']}")
     scenarios: dict[str, dict] = {}

@@ -373,3 +373,6 @@ def test_learn_table_combines_reports_and_adds_labelled_columns():
     assert "| a | 0.00 / 1.00 | 0.50 / 0.50 | 0.50 / 1.00 | 0.75 / 0.25 |" in learn_table.render_markdown(combined)
     with pytest.raises(SystemExit, match="sampled differently"):
         learn_table.combine([first, report({"sdpo": (1.0, 1.0)}, samples=4)])
+    with pytest.raises(SystemExit, match="sampled differently"):  # judged under the REPL's system prompt
+        learn_table.combine([first], {"agent": report({"sdpo": (1.0, 1.0)}, system="agent")})
+    assert learn_table.combine([first, report({"sdpo": (1.0, 1.0)}, system="none")])  # = a report from before
