@@ -70,9 +70,10 @@ class Settings:
     """Overrides the LoRA preset's learning rate."""
     steps_per_feedback: int | None = None
     """Overrides the LoRA preset's SDPO steps per feedback example."""
-    divergence_alpha: float = 1.0
+    divergence_alpha: float | None = None
     """The SDPO loss's generalized-JSD alpha: 0 = forward KL (pulls the student toward tokens the teacher
-    prefers that it rarely emits), 1 = reverse KL (the paper's reference). docs/learning.md: measured."""
+    prefers that it rarely emits), 1 = reverse KL (the paper's reference). Unset = the model's preset
+    (adapters/presets.toml; docs/learning.md has the measurements behind each)."""
     divergence_support: str = "student"
     """Tokens the divergence is taken over: student (its top-K plus a tail bucket, the reference), union
     (the student's and the teacher's top-K), full (the whole vocabulary)."""
@@ -84,8 +85,9 @@ class Settings:
     """Other prompts (recent ones, then model-written) the feedback is distilled on as a standing instruction."""
     learn_teacher_samples: float = 0.0
     """Fraction of the rollouts sampled from the teacher (feedback in context)."""
-    learn_replay: bool = False
-    """Replay general prompts and accepted answers against the weights before the event (forgetting control)."""
+    learn_replay: bool | None = None
+    """Replay general prompts and accepted answers against the weights before the event (forgetting
+    control). Unset = the model's preset."""
     learn_replay_weight: float = 1.0
     """With learn_replay: the replay term's weight (loss = feedback mean + weight x replay mean)."""
     gate: bool = True
@@ -177,13 +179,17 @@ def _read_toml(path: Path) -> dict[str, Any]:
     return {key.replace("-", "_"): value for key, value in data.items()}
 
 
+OPTIONAL_TYPES = {"float | None": float, "int | None": int, "bool | None": bool, "str | None": str}
+"""The value type of a setting whose default is None (unset), from its annotation."""
+
+
 def _check_types(values: dict[str, Any], source: str) -> None:
     for f in fields(Settings):
         if f.name not in values or values[f.name] is None:
             continue
         default = getattr(DEFAULTS, f.name)
         value = values[f.name]
-        expected = type(default) if default is not None else None
+        expected = type(default) if default is not None else OPTIONAL_TYPES.get(str(f.type))
         if expected is float and isinstance(value, int) and not isinstance(value, bool):
             values[f.name] = float(value)
         elif expected is not None and not isinstance(value, expected):

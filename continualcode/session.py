@@ -70,12 +70,13 @@ def make_trainer(store: Store, registry: AdapterRegistry, settings: Settings, en
     steps = settings.steps_per_feedback or preset.steps_per_feedback
     try:
         config = SDPOConfig(learning_rate=settings.learning_rate or preset.learning_rate,
-                            alpha=settings.divergence_alpha, support=settings.divergence_support,
-                            replay_weight=settings.learn_replay_weight)
+                            alpha=preset.divergence_alpha if settings.divergence_alpha is None
+                            else settings.divergence_alpha,
+                            support=settings.divergence_support, replay_weight=settings.learn_replay_weight)
         recipe = LearnRecipe(steps=steps, rounds=settings.learn_rounds, rollouts=settings.learn_rollouts,
                              expand=settings.learn_expand, teacher_samples=settings.learn_teacher_samples,
-                             replay=settings.learn_replay)
-    except ValueError as exc:
+                             replay=preset.learn_replay if settings.learn_replay is None else settings.learn_replay)
+    except (TypeError, ValueError) as exc:
         raise ConfigError(f"learning settings: {exc}") from exc
     return Trainer(store, registry, resolved, engine=engine, dtype=settings.dtype, preset=preset, config=config,
                    steps_per_feedback=steps, recipe=recipe, gate=gate_for(settings))

@@ -54,6 +54,12 @@ def test_bad_toml_and_bad_type(homes):
     user.write_text('max_new_tokens = "many"\n')
     with pytest.raises(ConfigError, match="max_new_tokens must be int"):
         load_settings(repo)
+    # Settings that are unset by default (the model's preset decides) are type-checked too.
+    user.write_text('learn_replay = "yes"\n')
+    with pytest.raises(ConfigError, match="learn_replay must be bool"):
+        load_settings(repo)
+    user.write_text("divergence_alpha = 0\n")
+    assert load_settings(repo).divergence_alpha == 0.0
 
 
 # -- the trust rule (issue 13, item 3) -----------------------------------------------------------------------

@@ -28,10 +28,14 @@ def test_the_defaults_are_the_presets_and_the_shipped_divergence(git_repo):
     defaults = Settings()
     assert trainer.config.learning_rate == trainer.preset.learning_rate
     assert trainer.recipe.steps == trainer.preset.steps_per_feedback
-    assert (trainer.config.alpha, trainer.config.support) == (defaults.divergence_alpha, defaults.divergence_support)
+    # alpha and replay are measured per model (adapters/presets.toml); a setting overrides the preset.
+    assert (trainer.config.alpha, trainer.recipe.replay) == (trainer.preset.divergence_alpha, trainer.preset.learn_replay)
+    assert trainer.config.support == defaults.divergence_support
+    overridden = trainer_for(git_repo, divergence_alpha=0.5, learn_replay=not trainer.preset.learn_replay)
+    assert (overridden.config.alpha, overridden.recipe.replay) == (0.5, not trainer.preset.learn_replay)
 
 
-@pytest.mark.parametrize("bad", [{"divergence_alpha": 2.0}, {"divergence_support": "teacher"},
+@pytest.mark.parametrize("bad", [{"divergence_alpha": 2.0}, {"divergence_alpha": "high"}, {"divergence_support": "teacher"},
                                  {"learn_rounds": 0}, {"learn_teacher_samples": 1.5}])
 def test_bad_learning_settings_are_a_clear_config_error(git_repo, bad):
     with pytest.raises(ConfigError, match="learning settings"):

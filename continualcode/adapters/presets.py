@@ -27,6 +27,11 @@ class LoraPreset:
     target_modules: tuple[str, ...] | str  # module names, or PEFT's "all-linear"
     learning_rate: float
     steps_per_feedback: int
+    divergence_alpha: float = 1.0
+    """The SDPO loss's alpha for this model (0 = forward KL, 1 = reverse KL; setting divergence_alpha
+    overrides it). Optional in presets.toml: unmeasured models keep the reference's 1.0."""
+    learn_replay: bool = False
+    """Replay general prompts in every feedback event (setting learn_replay overrides it)."""
 
     @property
     def scale(self) -> float:
@@ -60,7 +65,21 @@ def _preset(name: str, table: dict, path: Path) -> LoraPreset:
         target_modules=targets if isinstance(targets, str) else tuple(targets),
         learning_rate=float(table["learning_rate"]),
         steps_per_feedback=int(table["steps_per_feedback"]),
+        divergence_alpha=_alpha(table.get("divergence_alpha", 1.0), name, path),
+        learn_replay=_flag(table.get("learn_replay", False), "learn_replay", name, path),
     )
+
+
+def _alpha(value, name: str, path: Path) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value <= 1.0:
+        raise ValueError(f"{path}: preset [{name}] divergence_alpha must be a number in [0, 1], got {value!r}")
+    return float(value)
+
+
+def _flag(value, key: str, name: str, path: Path) -> bool:
+    if not isinstance(value, bool):
+        raise ValueError(f"{path}: preset [{name}] {key} must be true or false, got {value!r}")
+    return value
 
 
 def preset_for(model_name: str, path: Path = PRESETS_PATH) -> LoraPreset:

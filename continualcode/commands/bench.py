@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 
 from continualcode.config import Settings, UsageError
 from continualcode.evals.learning_bench import (
+    DEFAULT_METHODS,
     DEFAULT_SCENARIOS,
     METHODS,
     SYSTEMS,
@@ -38,14 +39,16 @@ def register_bench(parser: argparse.ArgumentParser) -> None:
     add_common_flags(parser, argparse.SUPPRESS)
     parser.add_argument("--scenarios", type=Path, default=DEFAULT_SCENARIOS, help="scenario JSONL file")
     parser.add_argument("--method", action="append", choices=METHODS, default=None,
-                        help="method to run (repeatable; default all: base, icl, icl-instruction, sdpo, sft)")
+                        help="method to run (repeatable; default: base, icl, icl-instruction, sdpo, sft; icl-prefix shows the "
+                        "feedback before the request)")
     parser.add_argument("--only", action="append", default=None, metavar="ID", help="run only this scenario (repeatable)")
     parser.add_argument("--steps-per-feedback", type=int, default=None,
                         help="SDPO/SFT steps per train item, per round with --rounds (default: preset)")
     parser.add_argument("--samples", type=int, default=4, help="answers sampled per eval/general item")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--lr", type=float, default=None, help="learning rate (default: the model's LoRA preset)")
-    parser.add_argument("--alpha", type=float, default=None, help="SDPO alpha (default: SDPOConfig)")
+    parser.add_argument("--alpha", type=float, default=None,
+                        help="SDPO alpha, 0 = forward KL, 1 = reverse KL (default: the model's preset)")
     parser.add_argument("--teacher", choices=["ema", "trust_region", "base", "live"], default=None)
     levers = parser.add_argument_group("feedback-event recipe (issue 15; each lever one flag, docs/sdpo.md)")
     levers.add_argument("--support", choices=["student", "union", "full"], default=None,
@@ -60,8 +63,9 @@ def register_bench(parser: argparse.ArgumentParser) -> None:
     levers.add_argument("--teacher-samples", type=float, default=0.0, metavar="F",
                         help="fraction of the G responses sampled from the teacher context (default 0; "
                         "with G = 0, F > 0 adds one per round)")
-    levers.add_argument("--replay", action="store_true",
-                        help="replay general prompts against the pre-update weights (forgetting control)")
+    levers.add_argument("--replay", action=argparse.BooleanOptionalAction, default=None,
+                        help="replay general prompts against the pre-update weights (forgetting control; "
+                        "default: the model's preset)")
     levers.add_argument("--replay-weight", type=float, default=None, metavar="W",
                         help="with --replay: loss = mean over the feedback's tokens + W x mean over the replay "
                         "tokens (default: SDPOConfig, 1.0)")
@@ -95,12 +99,13 @@ def train_settings(args: argparse.Namespace, model_name: str) -> TrainSettings:
     settings = TrainSettings(
         steps_per_feedback=args.steps_per_feedback or preset.steps_per_feedback,
         learning_rate=args.lr if args.lr is not None else preset.learning_rate,
-        alpha=args.alpha if args.alpha is not None else defaults.alpha,
+        alpha=args.alpha if args.alpha is not None else preset.divergence_alpha,
         teacher=args.teacher or defaults.teacher,
         teacher_update_rate=defaults.teacher_update_rate,
         max_new_tokens=args.max_new_tokens, temperature=args.temperature,
         support=args.support or defaults.support, rollouts=args.rollouts, rounds=args.rounds, expand=args.expand,
-        teacher_samples=args.teacher_samples, replay=args.replay, cache_teacher=args.cache_teacher,
+        teacher_samples=args.teacher_samples, replay=preset.learn_replay if args.replay is None else args.replay,
+        cache_teacher=args.cache_teacher,
         replay_weight=args.replay_weight if args.replay_weight is not None else defaults.replay_weight,
         system=args.system,
     )
@@ -127,7 +132,7 @@ def cmd_bench(args: argparse.Namespace, settings: Settings) -> int:
     scenarios = load_scenarios(args.scenarios, args.only)
     if args.system == "agent":
         scenarios = with_system(scenarios, agent_system_prompt())
-    methods = list(dict.fromkeys(args.method or METHODS))
+    methods = list(dict.fromkeys(args.method or DEFAULT_METHODS))
     from continualcode.evals.learning_methods import load_learner
 
     learner = load_learner(settings.model, seed=args.seed)

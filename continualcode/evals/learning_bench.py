@@ -34,8 +34,10 @@ if TYPE_CHECKING:  # torch loads only when a bench runs, not when the CLI parser
 
 DEFAULT_SCENARIOS = Path(__file__).resolve().parent / "sets" / "learn_public.jsonl"
 """The public scenario set (bench/scenarios/public.jsonl in a checkout; shipped inside the package)."""
-METHODS = ("base", "icl", "icl-instruction", "sdpo", "sft")
-ICL = {"icl": None, "icl-instruction": "instruction"}
+METHODS = ("base", "icl", "icl-instruction", "icl-prefix", "sdpo", "sft")
+DEFAULT_METHODS = ("base", "icl", "icl-instruction", "sdpo", "sft")
+"""What a run without --method measures (icl-prefix is asked for by name)."""
+ICL = {"icl": None, "icl-instruction": "instruction", "icl-prefix": "prefix"}
 """The in-context references and their teacher template (None: the feedback kind's, as SDPO's teacher)."""
 
 

@@ -26,7 +26,7 @@ def _seconds(value: float | None) -> str:
 def _ratio_lines(overall: dict) -> list[str]:
     """sdpo against each in-context reference the report has."""
     lines = []
-    for name in ("icl", "icl-instruction"):
+    for name in ("icl", "icl-instruction", "icl-prefix"):
         suffix = name.replace("-", "_")
         if f"sdpo_over_{suffix}" in overall:
             lines.append(f"sdpo ÷ {name} (eval): {_fmt(overall[f'sdpo_over_{suffix}'])}; "

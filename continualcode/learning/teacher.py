@@ -27,6 +27,7 @@ from continualcode.learning.types import (
     HINDSIGHT_FEEDBACK,
     HINDSIGHT_SOLUTION,
     INSTRUCTION_FEEDBACK,
+    PREFIX_FEEDBACK,
     REPROMPT_FEEDBACK,
     REPROMPT_SOLUTION,
     REPROMPT_TEMPLATE,
@@ -66,7 +67,8 @@ def teacher_messages(
 
     Templates: ``reprompt`` (the reference text, for failures), ``hindsight``
     (the user's next message, shown ahead of time), ``instruction`` (the
-    feedback as a standing instruction, for prompts it was not given on).
+    feedback as a standing instruction, for prompts it was not given on),
+    ``prefix`` (the feedback before the request, as if said first).
     Reference default: when a solution exists the feedback is dropped
     (``feedback_with_solution=False``). With neither, x is returned unchanged
     (callers mask such examples out of the loss).
@@ -97,7 +99,9 @@ def teacher_messages(
         text = prompt
         if solution:
             text += HINDSIGHT_SOLUTION.format(solution=solution)
-        if feedback:
+        if feedback and template == "prefix":
+            text = PREFIX_FEEDBACK.format(feedback=feedback, prompt=text)
+        elif feedback:
             form = HINDSIGHT_FEEDBACK if template == "hindsight" else INSTRUCTION_FEEDBACK
             text += form.format(feedback=feedback)
     rewritten[index] = {**rewritten[index], "content": text}

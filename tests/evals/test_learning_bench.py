@@ -154,6 +154,15 @@ def test_resume_refuses_a_report_run_with_other_levers(tmp_path):
         resumable_results(path, "m", scenarios, ["sdpo"], samples=4, seed=0, settings=other)
 
 
+def test_icl_prefix_is_asked_for_by_name_and_shows_the_feedback_first():
+    from continualcode.evals.learning_bench import DEFAULT_METHODS, ICL, METHODS
+    from continualcode.evals.learning_methods import icl_messages
+
+    assert "icl-prefix" in METHODS and "icl-prefix" not in DEFAULT_METHODS
+    shown = icl_messages(USER, [("followup", "Be brief.")], ICL["icl-prefix"])
+    assert shown == [{"role": "user", "content": "Be brief.\n\nhi"}]
+
+
 def test_icl_instruction_shows_the_feedback_as_a_standing_instruction():
     from continualcode.evals.learning_methods import icl_messages
 

@@ -47,6 +47,19 @@ def test_missing_or_incomplete_presets_file_says_what_to_do(tmp_path):
     broken.write_text("[default]\nrank = 8\n")
     with pytest.raises(ValueError, match=r"\[default\] lacks alpha"):
         preset_for("anything", path=broken)
+    shape = 'rank = 8\nalpha = 16\ndropout = 0.0\ntarget_modules = "all-linear"\nlearning_rate = 1e-4\nsteps_per_feedback = 2\n'
+    tuned = tmp_path / "tuned.toml"
+    tuned.write_text(f"[default]\n{shape}divergence_alpha = 0\nlearn_replay = true\n")
+    preset = preset_for("anything", path=tuned)
+    assert (preset.divergence_alpha, preset.learn_replay) == (0.0, True)
+    (tmp_path / "plain.toml").write_text(f"[default]\n{shape}")  # optional: the reference's reverse KL, no replay
+    assert (preset_for("x", path=tmp_path / "plain.toml").divergence_alpha, preset_for("x", path=tmp_path / "plain.toml")
+            .learn_replay) == (1.0, False)
+    for bad, message in (("divergence_alpha = 1.5", "divergence_alpha must be a number"),
+                         ('learn_replay = "yes"', "learn_replay must be true or false")):
+        (tmp_path / "bad.toml").write_text(f"[default]\n{shape}{bad}\n")
+        with pytest.raises(ValueError, match=message):
+            preset_for("x", path=tmp_path / "bad.toml")
     no_default = tmp_path / "nodefault.toml"
     no_default.write_text('[x]\nrank = 8\n')
     with pytest.raises(ValueError, match="no \\[default\\] preset"):

@@ -213,6 +213,14 @@ def test_hindsight_template_appends_the_next_user_message_without_calling_it_a_f
     assert "unsuccessful" not in text and "Correctly solve" not in text
 
 
+def test_prefix_template_puts_the_feedback_before_the_request():
+    out = teacher_messages(X, feedback="  lowercase please ", template="prefix")
+    assert out[3]["content"] == "lowercase please\n\ntool output: ok" and out[:3] == X[:3]
+    with_solution = teacher_messages(X, feedback="f", solution="s", template="prefix", feedback_with_solution=True)
+    assert with_solution[3]["content"].startswith("f\n\ntool output: ok") and "s" in with_solution[3]["content"]
+    assert SDPOConfig(template="prefix").template == "prefix"
+
+
 def test_teacher_messages_edge_cases():
     assert teacher_messages(X) == X and teacher_messages(X, feedback="  ") == X
     with pytest.raises(ValueError, match="no user message"):
