@@ -75,6 +75,9 @@ def register_bench(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--system", choices=SYSTEMS, default="none",
                         help="none: the scenarios as written; agent: every conversation under the REPL's system "
                         "prompt (its tools and call format), the conditions of a correction given in the REPL")
+    parser.add_argument("--followup-template", choices=["hindsight", "prefix"], default="hindsight",
+                        help="teacher template of followup feedback (default hindsight, the REPL's; prefix: the "
+                        "feedback before the request)")
     parser.add_argument("--temperature", type=float, default=0.3,
                         help="sampling temperature for train and eval answers (default 0.3: near the REPL's 0.2, "
                         "with some spread between the samples; at 0.7 SmolLM2 is right about France 1 time in 4)")
@@ -107,7 +110,7 @@ def train_settings(args: argparse.Namespace, model_name: str) -> TrainSettings:
         teacher_samples=args.teacher_samples, replay=preset.learn_replay if args.replay is None else args.replay,
         cache_teacher=args.cache_teacher,
         replay_weight=args.replay_weight if args.replay_weight is not None else defaults.replay_weight,
-        system=args.system,
+        system=args.system, followup_template=args.followup_template,
     )
     try:
         settings.recipe(), settings.sdpo_config()

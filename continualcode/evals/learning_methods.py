@@ -67,6 +67,9 @@ class TrainSettings:
     replay_weight: float = 1.0
     cache_teacher: bool = False
     system: str = "none"
+    followup_template: str = "hindsight"
+    """The teacher template of the followup items' examples (the REPL's: hindsight; ``prefix`` puts the
+    feedback before the request)."""
     """The scenarios' system prompt (``learning_bench.SYSTEMS``): recorded so --baseline and --resume
     never mix runs judged under different prompts."""
 
@@ -128,6 +131,8 @@ def train_on_feedback(learner: Learner, items: list[dict], method: str, settings
     replay = replay_prompts(list(held_out))
     for index, item in enumerate(items):
         template = feedback_template(item["kind"])
+        if template == "hindsight":
+            template = settings.followup_template
         context = item["messages"] if method == "sdpo" else teacher_messages(
             item["messages"], item["feedback"], None, template)
         [[y]] = learner.sample([context], n=1, max_new_tokens=settings.max_new_tokens,

@@ -313,6 +313,8 @@ def test_system_agent_puts_every_conversation_under_the_repl_system_prompt(tmp_p
     parser = argparse.ArgumentParser()
     register_bench(parser)
     assert train_settings(parser.parse_args(["learn", "--system", "agent"]), "smollm2-135m").system == "agent"
+    assert train_settings(parser.parse_args(["learn", "--followup-template", "prefix"]),
+                          "smollm2-135m").followup_template == "prefix"
     args = parser.parse_args(["learn", "--replay", "--replay-weight", "0.5"])
     assert train_settings(args, "smollm2-135m").sdpo_config().replay_weight == 0.5
     with pytest.raises(UsageError, match="replay_weight"):
