@@ -387,3 +387,31 @@ def test_learn_table_combines_reports_and_adds_labelled_columns():
     with pytest.raises(SystemExit, match="sampled differently"):  # judged under the REPL's system prompt
         learn_table.combine([first], {"agent": report({"sdpo": (1.0, 1.0)}, system="agent")})
     assert learn_table.combine([first, report({"sdpo": (1.0, 1.0)}, system="none")])  # = a report from before
+
+
+@pytest.mark.parametrize("followup_template,kind,expected", [("hindsight", "followup", "hindsight"),
+                                                             ("prefix", "followup", "prefix"),
+                                                             ("prefix", "denial", "reprompt")])
+def test_followup_template_is_the_teacher_template_of_followup_items_only(monkeypatch, followup_template, kind,
+                                                                         expected):
+    from types import SimpleNamespace
+
+    from continualcode.evals import learning_methods
+    from continualcode.evals.learning_methods import TrainSettings, train_on_feedback
+
+    made = []
+
+    class Learner:
+        def sample(self, conversations, **_):
+            return [[SimpleNamespace(text="y", token_ids=[1], logprobs=[-0.1])] for _ in conversations]
+
+        def example(self, messages, text, **kwargs):
+            made.append(kwargs["template"])
+            return kwargs
+
+    event = {"history": [], "rollouts": 0, "teacher_samples": 0, "expanded": 0, "replayed": 0, "by_kind": {},
+             "expansion_prompts": []}
+    monkeypatch.setattr(learning_methods, "learn_from_feedback", lambda *a, **k: event)
+    settings = TrainSettings(steps_per_feedback=1, learning_rate=1e-4, followup_template=followup_template)
+    train_on_feedback(Learner(), [{"messages": USER, "feedback": "Be brief.", "kind": kind}], "sdpo", settings, 0)
+    assert made == [expected]
