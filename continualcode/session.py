@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from continualcode.adapters.registry import AdapterRegistry
-from continualcode.agent.feedback import FeedbackRecorder
+from continualcode.agent.feedback import FOLLOWUP_TEMPLATES, FeedbackRecorder
 from continualcode.agent.loop import Agent, AgentEvents, Approver
 from continualcode.agent.repair import RepairConfig, Repairer
 from continualcode.agent.system_prompt import (
@@ -92,6 +92,9 @@ def open_session(repo: Path, settings: Settings, approver: Approver, events: Age
     store = Store.for_repo(repo)
     registry = AdapterRegistry.for_repo(repo)
     owns_engine, owns_trainer = engine is None, trainer is None
+    if settings.followup_template not in FOLLOWUP_TEMPLATES:  # before anything starts
+        raise ConfigError(f"learning settings: followup_template must be one of {', '.join(FOLLOWUP_TEMPLATES)}, "
+                          f"got {settings.followup_template!r}")
     engine = engine or make_engine(settings, repo)
     try:
         session_id = _session_id(store, repo, settings, resume)
@@ -103,7 +106,8 @@ def open_session(repo: Path, settings: Settings, approver: Approver, events: Age
         trainer = make_trainer(store, registry, settings, engine)
         if start_trainer:
             trainer.start()
-    recorder = FeedbackRecorder(store, learn=settings.learn, on_example=trainer.wake if trainer else None)
+    recorder = FeedbackRecorder(store, learn=settings.learn, on_example=trainer.wake if trainer else None,
+                                followup_template=settings.followup_template)
     tools = default_tools(ToolConfig(bash_timeout=settings.bash_timeout, test_command=settings.test_command,
                                      env_allow=tuple(settings.env_allow)))
     instructions = project_instructions(repo)

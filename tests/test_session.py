@@ -56,3 +56,24 @@ def test_repair_settings_reach_the_repairer_and_bad_ones_are_a_clear_config_erro
     with pytest.raises(ConfigError, match="repair settings.*rewrites"):
         open_session(git_repo, Settings(model="smollm2-135m", learn=False, repair_rewrites=-1), approver=None,
                      engine=ScriptedEngine([]), start_trainer=False)
+
+
+def test_followup_template_reaches_the_recorded_examples_and_a_bad_one_is_refused_first(git_repo):
+    from continualcode.engines.scripted import ScriptedEngine
+    from continualcode.session import open_session
+
+    settings = Settings(model="smollm2-135m", engine="scripted", followup_template="prefix")
+    session = open_session(git_repo, settings, approver=None, engine=ScriptedEngine([]), start_trainer=False)
+    try:
+        store, recorder = session.agent.recorder.store, session.agent.recorder
+        conversation = store.start_session(str(git_repo), "m", "scripted")
+        store.add_message(conversation, "user", "Name three fruits.")
+        reply = store.add_message(conversation, "assistant", "Apples, pears and plums.")
+        followup = store.example(recorder.record("followup", "Use bullets.", reply))
+        failure = store.example(recorder.record("tool_error", "exit 1", reply))
+        assert (followup["template"], failure["template"]) == ("prefix", "reprompt")
+    finally:
+        session.close()
+    with pytest.raises(ConfigError, match="followup_template"):  # engine=None: refused before one is loaded
+        open_session(git_repo, Settings(model="smollm2-135m", followup_template="after"), approver=None,
+                     engine=None, start_trainer=False)

@@ -26,13 +26,22 @@ NO_EXAMPLE_KINDS = {"test_pass", "hook_pass"}
 """Kinds recorded as events only: a success is not a correction (it becomes a solution)."""
 
 
+FOLLOWUP_TEMPLATES = ("hindsight", "prefix")
+"""Teacher templates a follow-up message may be read with (setting followup_template)."""
+
+
 class FeedbackRecorder:
     """Records feedback events and turns them into pending training examples."""
 
-    def __init__(self, store: Store, *, learn: bool = True, on_example: Callable[[int], None] | None = None):
+    def __init__(self, store: Store, *, learn: bool = True, on_example: Callable[[int], None] | None = None,
+                 followup_template: str = "hindsight"):
+        if followup_template not in FOLLOWUP_TEMPLATES:
+            raise ValueError(f"followup_template must be hindsight or prefix, got {followup_template!r}")
         self.store = store
         self.learn = learn
         self.on_example = on_example
+        self.followup_template = followup_template
+        """The teacher template of followup (and manual) feedback; the other kinds keep the reprompt."""
 
     def record(
         self,
@@ -59,8 +68,9 @@ class FeedbackRecorder:
         if message is None or message["role"] != "assistant":
             raise ValueError(f"feedback must judge an assistant message, got {message_id}")
         x = self.store.conversation_before(message) if x is None else x
+        template = TEMPLATE_FOR_KIND[kind]
         example_id = self.store.add_example(feedback_id, message_id, x, text, s=solution,
-                                            template=TEMPLATE_FOR_KIND[kind])
+                                            template=self.followup_template if template == "hindsight" else template)
         if self.on_example is not None:
             self.on_example(example_id)
         return example_id
