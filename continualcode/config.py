@@ -88,10 +88,10 @@ class Settings:
     learn_replay: bool | None = None
     """Replay general prompts and accepted answers against the weights before the event (forgetting
     control). Unset = the model's preset."""
-    followup_template: str = "hindsight"
-    """Where the self-teacher reads a follow-up message: hindsight (after the request, as the user's next
-    message) or prefix (before the request; under the REPL's system prompt the only form SmolLM2
-    followed, docs/learning.md)."""
+    followup_template: str = "prefix"
+    """Where the self-teacher reads a follow-up message: prefix (before the request, as if said first) or
+    hindsight (after it, as the user's next message). Under the REPL's system prompt the hindsight block
+    was echoed and the prefix followed, on both bundled models (docs/learning.md)."""
     learn_replay_weight: float = 1.0
     """With learn_replay: the replay term's weight (loss = feedback mean + weight x replay mean)."""
     gate: bool = True

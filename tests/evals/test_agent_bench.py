@@ -193,4 +193,5 @@ def test_bench_agent_learn_trains_after_the_task_with_smollm2(tmp_path):
     assert train["examples"] <= 1 and train["errors"] == []
     if not result["resolved"]:  # the failed candidates are examples: one trained into a version
         assert train["examples"] == 1 and list(train["versions"].values()) == ["promoted"]
-    assert "trained" in done.stderr and report["summary"]["all"]["train_seconds"] == train["seconds"]
+    assert "trained 1 in" in done.stderr or train["examples"] == 0
+    assert report["summary"]["all"]["train_seconds"] == pytest.approx(train["seconds"], abs=0.05)

@@ -63,7 +63,7 @@ def test_ask_approve_deny_undo_quit_records_feedback(git_repo, tmp_path):
     assert counts == {"followup": 1, "denial": 1, "undo": 1}
     examples = store.pending_examples()
     by_template = sorted((e["template"], e["f"][:40]) for e in examples)
-    assert [t for t, _ in by_template] == ["hindsight", "reprompt", "reprompt"]
+    assert [t for t, _ in by_template] == ["prefix", "reprompt", "reprompt"]  # setting followup_template
     assert any("keep the existing function" in e["f"] for e in examples)
     assert any("wrong approach" in e["f"] for e in examples)
     exclude = (git_repo / ".git" / "info" / "exclude").read_text()

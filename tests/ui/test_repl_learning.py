@@ -9,7 +9,11 @@ the third, new prompt should be answered as a bullet list where the same REPL an
 
 Measured: it is not, yet. With the shipped settings, and with forward KL, and with 4 rollouts × 2
 rounds, the versions are published, promoted and served (the answer changes: "## violin …" becomes
-repeated "## bass guitar" sections) but no bullets appear. The test checks what works (publish, gate,
+repeated "## bass guitar" sections) but no bullets appear. Why, found with `bench learn --system agent`:
+under the REPL's system prompt the hindsight teacher echoed its own template and was worse than no
+feedback (bullet eval 0.04 vs 0.33), so there was nothing right to distil; with the feedback before the
+request (`followup_template = "prefix"`, the default since) the teacher follows it (0.58) and the
+bench's distilled eval rose to 0.42, but one greedy REPL run still answered with headings. The test checks what works (publish, gate,
 hot-swap, a changed answer, a quiet prompt line) and marks itself xfail at the bullet check, so it
 passes the day the correction sticks; docs/learning.md, "The REPL scenario".
 """
