@@ -105,7 +105,7 @@ class SDPOConfig:
     replay_weight: float = 1.0
     """With replay examples in a step (the recipe's forgetting control), the loss is the token-mean over
     the feedback's rows plus ``replay_weight`` × the token-mean over the replay rows, so the replay
-    answers' count does not dilute the feedback (a plain token-mean over all rows did: docs/learning.md)."""
+    answers' count does not dilute the feedback (a plain token-mean over all rows gave it about a fifth)."""
     hybrid_lambda: float = 0.0
     """λ in A = λ·A_GRPO + (1−λ)·A_SDPO (paper, hybrid with scalar rewards). 0 = pure distillation;
     > 0 switches to the advantage (policy-gradient) form. Not in the reference code."""
