@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from continualcode.adapters.registry import AdapterRegistry
-from continualcode.agent.feedback import FOLLOWUP_TEMPLATES, FeedbackRecorder
+from continualcode.agent.feedback import FeedbackRecorder
 from continualcode.agent.loop import Agent, AgentEvents, Approver
 from continualcode.agent.repair import RepairConfig, Repairer
 from continualcode.agent.system_prompt import (
@@ -21,6 +21,7 @@ from continualcode.agent.system_prompt import (
 from continualcode.config import ConfigError, Settings, UsageError
 from continualcode.engines.base import Engine, SamplingParams
 from continualcode.engines.factory import make_engine, serve_live
+from continualcode.learning.types import template_for_kind
 from continualcode.models import resolve
 from continualcode.store.db import Store, StoreError
 from continualcode.tools import ToolConfig, default_tools
@@ -92,9 +93,10 @@ def open_session(repo: Path, settings: Settings, approver: Approver, events: Age
     store = Store.for_repo(repo)
     registry = AdapterRegistry.for_repo(repo)
     owns_engine, owns_trainer = engine is None, trainer is None
-    if settings.followup_template not in FOLLOWUP_TEMPLATES:  # before anything starts
-        raise ConfigError(f"learning settings: followup_template must be one of {', '.join(FOLLOWUP_TEMPLATES)}, "
-                          f"got {settings.followup_template!r}")
+    try:  # before anything starts
+        template_for_kind("followup", settings.followup_template)
+    except ValueError as exc:
+        raise ConfigError(f"learning settings: {exc}") from exc
     engine = engine or make_engine(settings, repo)
     try:
         session_id = _session_id(store, repo, settings, resume)

@@ -19,15 +19,11 @@ from __future__ import annotations
 
 from typing import Callable
 
-from continualcode.learning.types import TEMPLATE_FOR_KIND
+from continualcode.learning.types import template_for_kind
 from continualcode.store.db import Store
 
 NO_EXAMPLE_KINDS = {"test_pass", "hook_pass"}
 """Kinds recorded as events only: a success is not a correction (it becomes a solution)."""
-
-
-FOLLOWUP_TEMPLATES = ("hindsight", "prefix")
-"""Teacher templates a follow-up message may be read with (setting followup_template)."""
 
 
 class FeedbackRecorder:
@@ -35,8 +31,7 @@ class FeedbackRecorder:
 
     def __init__(self, store: Store, *, learn: bool = True, on_example: Callable[[int], None] | None = None,
                  followup_template: str = "hindsight"):
-        if followup_template not in FOLLOWUP_TEMPLATES:
-            raise ValueError(f"followup_template must be hindsight or prefix, got {followup_template!r}")
+        template_for_kind("followup", followup_template)  # a bad template fails here, not at the first feedback
         self.store = store
         self.learn = learn
         self.on_example = on_example
@@ -62,15 +57,13 @@ class FeedbackRecorder:
         feedback_id = self.store.add_feedback(kind, text, message_id, tool_call_id=tool_call_id)
         if not self.learn or kind in NO_EXAMPLE_KINDS:
             return None
-        if kind not in TEMPLATE_FOR_KIND:
-            raise ValueError(f"unknown feedback kind {kind!r}")
+        template = template_for_kind(kind, self.followup_template)  # an unknown kind fails before any lookup
         message = self.store.message(message_id)
         if message is None or message["role"] != "assistant":
             raise ValueError(f"feedback must judge an assistant message, got {message_id}")
         x = self.store.conversation_before(message) if x is None else x
-        template = TEMPLATE_FOR_KIND[kind]
         example_id = self.store.add_example(feedback_id, message_id, x, text, s=solution,
-                                            template=self.followup_template if template == "hindsight" else template)
+                                            template=template)
         if self.on_example is not None:
             self.on_example(example_id)
         return example_id

@@ -22,6 +22,7 @@ from continualcode.evals.learning_bench import (
     with_system,
 )
 from continualcode.evals.learning_tables import render_markdown, render_tables
+from continualcode.learning.types import FOLLOWUP_TEMPLATES
 
 if TYPE_CHECKING:  # torch loads only when a bench runs, not when the CLI parser is built
     from continualcode.evals.learning_methods import TrainSettings
@@ -75,9 +76,9 @@ def register_bench(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--system", choices=SYSTEMS, default="none",
                         help="none: the scenarios as written; agent: every conversation under the REPL's system "
                         "prompt (its tools and call format), the conditions of a correction given in the REPL")
-    parser.add_argument("--followup-template", choices=["hindsight", "prefix"], default="hindsight",
-                        help="teacher template of followup feedback (default hindsight, the REPL's; prefix: the "
-                        "feedback before the request)")
+    parser.add_argument("--followup-template", choices=FOLLOWUP_TEMPLATES, default="hindsight",
+                        help="teacher template of followup feedback (default hindsight, as every table in docs/learning.md; "
+                        "prefix, the REPL's default: the feedback before the request)")
     parser.add_argument("--temperature", type=float, default=0.3,
                         help="sampling temperature for train and eval answers (default 0.3: near the REPL's 0.2, "
                         "with some spread between the samples; at 0.7 SmolLM2 is right about France 1 time in 4)")

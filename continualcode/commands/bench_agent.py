@@ -58,6 +58,7 @@ def cmd_bench_agent(args: argparse.Namespace, settings: Settings) -> int:
         raise UsageError("--resume needs --out FILE: the report it continues")
     if args.learn_examples < 0:
         raise UsageError(f"--learn-examples must be 0 (all) or more, got {args.learn_examples}")
+    learn_examples = args.learn_examples or None  # None: every example
     tasks = load_tasks(args.tasks, args.only)[: args.limit or None]
     settings = dataclasses.replace(
         settings, learn=args.bench_learn, repair=args.repair, max_new_tokens=min(settings.max_new_tokens, 512),
@@ -70,12 +71,12 @@ def cmd_bench_agent(args: argparse.Namespace, settings: Settings) -> int:
               "rounds": settings.repair_rounds, "rewrites": settings.repair_rewrites, "edit_format": settings.edit_format,
               "repair_prefix": settings.repair_prefix, "max_turns": args.max_turns,
               "temperature": settings.temperature,
-              **({"learn_examples": args.learn_examples or None, "gate": settings.gate} if settings.learn else {})}
+              **({"learn_examples": learn_examples, "gate": settings.gate} if settings.learn else {})}
     done = _resumable(args.out, record) if args.resume else None
     log = lambda line: print(line, file=sys.stderr, flush=True)  # noqa: E731
     engine = make_engine(settings)
     scratch = Path(tempfile.mkdtemp(prefix="continualcode-agent-bench-"))
-    context = BenchContext(engine=engine, settings=settings, learn_examples=args.learn_examples or None)
+    context = BenchContext(engine=engine, settings=settings, learn_examples=learn_examples)
     try:
         if settings.learn:
             from continualcode.adapters.registry import AdapterRegistry

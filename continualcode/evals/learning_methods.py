@@ -40,7 +40,7 @@ from continualcode.learning.learner import Learner
 from continualcode.learning.probes import replay_prompts
 from continualcode.learning.recipe import LearnRecipe, learn_from_feedback
 from continualcode.learning.teacher import teacher_messages
-from continualcode.learning.types import TEMPLATE_FOR_KIND, SDPOConfig
+from continualcode.learning.types import SDPOConfig, template_for_kind
 from continualcode.models import resolve
 
 
@@ -67,11 +67,11 @@ class TrainSettings:
     replay_weight: float = 1.0
     cache_teacher: bool = False
     system: str = "none"
-    followup_template: str = "hindsight"
-    """The teacher template of the followup items' examples (the REPL's: hindsight; ``prefix`` puts the
-    feedback before the request)."""
     """The scenarios' system prompt (``learning_bench.SYSTEMS``): recorded so --baseline and --resume
     never mix runs judged under different prompts."""
+    followup_template: str = "hindsight"
+    """The teacher template of the followup items' examples (hindsight, the tables' default; the REPL's
+    setting defaults to ``prefix``, the feedback before the request)."""
 
     def sdpo_config(self) -> SDPOConfig:
         return SDPOConfig(alpha=self.alpha, teacher=self.teacher, teacher_update_rate=self.teacher_update_rate,
@@ -92,13 +92,6 @@ def load_learner(model_name: str, seed: int = 0) -> Learner:
     return Learner.load(resolved, preset_for(resolved.name), dtype=torch.float32, device="cpu", seed=seed)
 
 
-def feedback_template(kind: str) -> str:
-    """The teacher template the REPL uses for a feedback kind (followup → hindsight, failures → reprompt)."""
-    if kind not in TEMPLATE_FOR_KIND:
-        raise ValueError(f"unknown feedback kind {kind!r}; use one of {sorted(TEMPLATE_FOR_KIND)}")
-    return TEMPLATE_FOR_KIND[kind]
-
-
 def icl_messages(messages: list[dict], feedback: list[tuple[str, str]], template: str | None = None) -> list[dict]:
     """The prompt as the self-teacher would see it with the scenario's feedback (the ICL reference).
 
@@ -108,7 +101,7 @@ def icl_messages(messages: list[dict], feedback: list[tuple[str, str]], template
     texts = list(dict.fromkeys(text for _, text in feedback if text.strip()))
     if not texts:
         return messages
-    return teacher_messages(messages, "\n".join(texts), None, template or feedback_template(feedback[0][0]))
+    return teacher_messages(messages, "\n".join(texts), None, template or template_for_kind(feedback[0][0]))
 
 
 def train_on_feedback(learner: Learner, items: list[dict], method: str, settings: TrainSettings, seed: int,
@@ -130,9 +123,7 @@ def train_on_feedback(learner: Learner, items: list[dict], method: str, settings
     events: list[dict] = []
     replay = replay_prompts(list(held_out))
     for index, item in enumerate(items):
-        template = feedback_template(item["kind"])
-        if template == "hindsight":
-            template = settings.followup_template
+        template = template_for_kind(item["kind"], settings.followup_template)
         context = item["messages"] if method == "sdpo" else teacher_messages(
             item["messages"], item["feedback"], None, template)
         [[y]] = learner.sample([context], n=1, max_new_tokens=settings.max_new_tokens,

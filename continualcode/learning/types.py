@@ -173,3 +173,18 @@ TEMPLATE_FOR_KIND = {
     "hook": "reprompt",
 }
 """Feedback kinds that become training examples, and the teacher template each uses."""
+
+
+FOLLOWUP_TEMPLATES = ("hindsight", "prefix")
+"""Templates a follow-up message (the kinds mapped to hindsight above) may be read with (setting
+followup_template)."""
+
+
+def template_for_kind(kind: str, followup: str = "hindsight") -> str:
+    """The teacher template of a feedback kind; ``followup`` replaces hindsight (followup, manual)."""
+    if kind not in TEMPLATE_FOR_KIND:
+        raise ValueError(f"unknown feedback kind {kind!r}; use one of {sorted(TEMPLATE_FOR_KIND)}")
+    if followup not in FOLLOWUP_TEMPLATES:
+        raise ValueError(f"followup_template must be one of {', '.join(FOLLOWUP_TEMPLATES)}, got {followup!r}")
+    template = TEMPLATE_FOR_KIND[kind]
+    return followup if template == "hindsight" else template
