@@ -17,6 +17,7 @@ from continualcode.engines.factory import make_engine
 from continualcode.evals.agent_bench import (
     DEFAULT_TASKS,
     BenchContext,
+    learn_state_dir,
     load_tasks,
     run_bench,
     shared_state,
@@ -73,6 +74,9 @@ def cmd_bench_agent(args: argparse.Namespace, settings: Settings) -> int:
               "temperature": settings.temperature,
               **({"learn_examples": learn_examples, "gate": settings.gate} if settings.learn else {})}
     done = _resumable(args.out, record) if args.resume else None
+    kept_state = learn_state_dir(args.out.resolve()) if settings.learn and args.out else None
+    if kept_state is not None:
+        _prepare_learn_state(kept_state, resuming=bool(done))
     log = lambda line: print(line, file=sys.stderr, flush=True)  # noqa: E731
     engine = make_engine(settings)
     scratch = Path(tempfile.mkdtemp(prefix="continualcode-agent-bench-"))
@@ -83,7 +87,7 @@ def cmd_bench_agent(args: argparse.Namespace, settings: Settings) -> int:
             from continualcode.session import make_trainer
             from continualcode.store.db import Store
 
-            context.state = shared_state(scratch)
+            context.state = kept_state or shared_state(scratch)
             store = Store(context.state / "store.db")
             registry = AdapterRegistry(context.state / "adapters")
             context.trainer = make_trainer(store, registry, settings, engine)  # run_bench trains between tasks
@@ -98,13 +102,26 @@ def cmd_bench_agent(args: argparse.Namespace, settings: Settings) -> int:
     finally:
         if context.trainer is not None:
             context.trainer.stop(timeout=120)
-        shutil.rmtree(scratch, ignore_errors=True)  # the shared state of --learn lives in it
+        shutil.rmtree(scratch, ignore_errors=True)  # without --out, the shared state of --learn lives in it
         engine.close()
     if args.bench_json:
         print(json.dumps(report, indent=2))
     else:
         render_report(report)
     return EXIT_OK
+
+
+def _prepare_learn_state(state: Path, *, resuming: bool) -> None:
+    """--learn --out: a fresh run starts an empty state beside the report; --resume needs the one the
+    finished tasks trained (without it the rest would be answered by the base model)."""
+    if resuming:
+        if not (state / "store.db").is_file():
+            raise UsageError(f"--resume --learn: the store and adapters of the finished tasks are not in {state}; "
+                             "run again without --resume")
+        return
+    if state.exists():
+        shutil.rmtree(state)
+    state.mkdir(mode=0o700, parents=True)
 
 
 def _resumable(path: Path, record: dict) -> dict[str, dict]:

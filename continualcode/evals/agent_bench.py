@@ -291,3 +291,10 @@ def shared_state(directory: Path) -> Path:
     state = directory / "state"
     state.mkdir(mode=0o700, parents=True, exist_ok=True)
     return state
+
+
+def learn_state_dir(report: Path) -> Path:
+    """Where a --learn run with --out keeps its store and adapters: beside the report, so that --resume
+    answers the remaining tasks with the versions the finished ones trained (a fresh store would
+    silently restart learning from the base model)."""
+    return report.with_name(report.name + ".state")

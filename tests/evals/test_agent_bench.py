@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -179,8 +180,8 @@ def test_bench_agent_on_two_public_tasks_with_smollm2(tmp_path):
 @pytest.mark.slow
 def test_bench_agent_learn_trains_after_the_task_with_smollm2(tmp_path):
     """--learn end to end: the task's failed candidates become examples in the shared store, at most K are
-    trained after the task (a version published, the gate off), the rest skipped, and the scratch state
-    (store, adapters) is removed with the run."""
+    trained after the task (a version published, the gate off), the rest skipped; the store and adapters
+    stay beside the report for --resume, which refuses to continue without them."""
     out = tmp_path / "report.json"
     done = bench(tmp_path, "--model", "smollm2-135m", "--only", "hand/missing-function-needs-restock",
                  "--candidates", "2", "--rounds", "1", "--learn", "--learn-examples", "1", "--no-gate",
@@ -195,3 +196,29 @@ def test_bench_agent_learn_trains_after_the_task_with_smollm2(tmp_path):
         assert train["examples"] == 1 and list(train["versions"].values()) == ["promoted"]
     assert "trained 1 in" in done.stderr or train["examples"] == 0
     assert report["summary"]["all"]["train_seconds"] == pytest.approx(train["seconds"], abs=0.05)
+    state = tmp_path / "report.json.state"
+    assert (state / "store.db").is_file()
+    assert sorted(p.name for p in (state / "adapters").iterdir() if p.name.startswith("v")) == \
+        sorted(train["versions"])
+    args = ("--model", "smollm2-135m", "--only", "hand/missing-function-needs-restock", "--candidates", "2",
+            "--rounds", "1", "--learn", "--learn-examples", "1", "--no-gate", "--out", str(out), "--resume", "--json")
+    resumed = bench(tmp_path, *args, timeout=900)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert json.loads(resumed.stdout)["tasks"] == report["tasks"]
+    shutil.rmtree(state)
+    refused = bench(tmp_path, *args)
+    assert refused.returncode == 2 and "are not in" in refused.stderr and "report.json.state" in refused.stderr
+
+
+def test_a_fresh_learn_run_empties_the_kept_state_and_resume_needs_it(tmp_path):
+    from continualcode.commands.bench_agent import _prepare_learn_state
+
+    state = tmp_path / "r.json.state"
+    with pytest.raises(UsageError, match="run again without --resume"):
+        _prepare_learn_state(state, resuming=True)
+    _prepare_learn_state(state, resuming=False)
+    (state / "store.db").write_text("earlier run")
+    _prepare_learn_state(state, resuming=True)  # kept: the finished tasks' store
+    assert (state / "store.db").read_text() == "earlier run"
+    _prepare_learn_state(state, resuming=False)  # a new run does not inherit an earlier run's adapters
+    assert state.is_dir() and not any(state.iterdir())
