@@ -4,9 +4,9 @@ Builds a small real repository in a temp dir, gives the model the real system
 prompt (continualcode.agent.system_prompt.system_prompt) and one of a few realistic
 tasks, samples completions the way the agent does (temperature 0.7, stop at
 </tool>), parses them with the real parser and checks the call against what a
-sensible first step would be. Prints the rates; --out writes every sample.
+sensible first step would be (for a question no tool answers: a plain answer). Prints the rates; --out writes every sample.
 
-    OMP_WAIT_POLICY=PASSIVE python bench/tool_format.py            # 9 tasks x 3 samples
+    OMP_WAIT_POLICY=PASSIVE python bench/tool_format.py            # 12 tasks x 3 samples
     python bench/tool_format.py --samples 1 --tasks read,edit -v   # quicker look
 """
 
@@ -61,7 +61,7 @@ REPO_SUMMARY = "A small Python library (git repository, tests run with pytest)."
 class Task:
     key: str
     prompt: str
-    sensible: Callable[[ToolCall], bool]
+    sensible: Callable[[ToolCall], bool] | None   # None: no tool is needed, a plain answer is the sensible reply
     history: tuple[tuple[ToolCall, str], ...] = ()   # earlier (call, result) turns
 
 
@@ -93,6 +93,11 @@ TASKS = [
          history=((ToolCall("read_file", {"path": "src/calc.py"}), "I'll read the file first."),)),
     Task("readme", "Read the first 3 lines of README.md.",
          lambda c: c.name == "read_file" and _path(c) == "README.md"),
+    # questions no file or command answers: the sensible reply is plain text (the packaged prompt once
+    # said "each reply: ... exactly one tool call" and Qwen answered these with its example read_file call)
+    Task("plain-capital", "What is the capital of France?", None),
+    Task("plain-python", "In Python, what does the keyword `yield` do?", None),
+    Task("plain-arith", "What is 12 * 12?", None),
 ]
 
 
@@ -153,7 +158,10 @@ def main() -> int:
             for seq in out:
                 completion = tokenizer.decode(seq[inputs["input_ids"].shape[1]:], skip_special_tokens=True)
                 turn = parse_tool_call(completion)
-                sensible = turn.call is not None and task.sensible(turn.call)
+                if task.sensible is None:
+                    sensible = turn.call is None and turn.error is None and bool(completion.strip())
+                else:
+                    sensible = turn.call is not None and task.sensible(turn.call)
                 rows.append({"task": task.key, "completion": completion, "parsed": turn.call is not None,
                              "malformed": turn.error is not None, "sensible": sensible,
                              "call": None if turn.call is None else {"name": turn.call.name, "args": turn.call.args},
@@ -163,18 +171,24 @@ def main() -> int:
                     print(f"--- {task.key}: {mark}\n{completion}\n" + (f"[error] {turn.error}\n" if turn.error else ""), flush=True)
     seconds = time.monotonic() - started
 
-    total = len(rows)
-    parsed = sum(r["parsed"] for r in rows)
-    malformed = sum(r["malformed"] for r in rows)
-    sensible = sum(r["sensible"] for r in rows)
     print(f"model {args.model}, {len(tasks)} tasks x {args.samples} samples, T={args.temperature}, "
           f"max_new_tokens={args.max_new_tokens}, {seconds:.0f} s")
     for task in tasks:
         mine = [r for r in rows if r["task"] == task.key]
-        print(f"  {task.key:10s} parsable {sum(r['parsed'] for r in mine)}/{len(mine)}  sensible {sum(r['sensible'] for r in mine)}/{len(mine)}")
-    print(f"parsable call: {parsed}/{total} = {parsed / total:.0%}   malformed: {malformed}/{total}   "
-          f"no call: {total - parsed - malformed}/{total}")
-    print(f"sensible call: {sensible}/{total} = {sensible / total:.0%}")
+        print(f"  {task.key:13s} parsable {sum(r['parsed'] for r in mine)}/{len(mine)}  sensible {sum(r['sensible'] for r in mine)}/{len(mine)}")
+    needs_call = {t.key for t in tasks if t.sensible is not None}
+    tool_rows = [r for r in rows if r["task"] in needs_call]
+    plain_rows = [r for r in rows if r["task"] not in needs_call]
+    if tool_rows:
+        total, parsed = len(tool_rows), sum(r["parsed"] for r in tool_rows)
+        malformed, sensible = sum(r["malformed"] for r in tool_rows), sum(r["sensible"] for r in tool_rows)
+        print(f"tasks that need a tool: parsable call {parsed}/{total} = {parsed / total:.0%}   malformed: "
+              f"{malformed}/{total}   no call: {total - parsed - malformed}/{total}   "
+              f"sensible call: {sensible}/{total} = {sensible / total:.0%}")
+    if plain_rows:
+        total, plain = len(plain_rows), sum(r["sensible"] for r in plain_rows)
+        print(f"questions that need none: plain answer {plain}/{total} = {plain / total:.0%}   "
+              f"tool call: {sum(r['parsed'] for r in plain_rows)}/{total}   malformed: {sum(r['malformed'] for r in plain_rows)}/{total}")
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps(rows, indent=2))

@@ -215,6 +215,17 @@ def test_system_prompt_teaches_every_tool_with_a_parsable_example():
     assert len(prompt) < 4500  # a 0.5B model's attention is short; keep the prompt small
 
 
+def test_system_prompt_allows_a_plain_answer_and_shows_one():
+    """With one example, a read_file call, Qwen answered "What is the capital of France?" in an empty repo
+    with that call (15 of 18 general questions, greedy); the prompt now shows a plain answer too."""
+    prompt = system_prompt(TOOLS, "Repository project: (no files yet)")
+    examples = prompt.split("Examples:", 1)[1]
+    replies = [turn.split("\n\n", 1)[0] for turn in examples.split("Assistant: ")[1:]]
+    turns = [parse_tool_call(reply) for reply in replies]
+    assert any(t.call is not None for t in turns), "an example with a tool call"
+    assert any(t.call is None and t.error is None and t.prose for t in turns), "an example answered in plain text"
+
+
 def test_examples_are_placeholders_or_the_repos_own_files_never_code(tmp_path):
     """Issue 16: the model edited `def total(prices)`, the edit tool's example, in a repo without it."""
     (tmp_path / "inventory.py").write_text("STOCK = {}\n")
