@@ -17,17 +17,17 @@ import sys
 import time
 from pathlib import Path
 
-from continualcode.agent.system_prompt import system_prompt
-from continualcode.evals.learning_bench import load_scenarios
+from continualcode.evals.learning_bench import (
+    DEFAULT_SCENARIOS,
+    agent_system_prompt,
+    load_scenarios,
+)
 from continualcode.evals.learning_methods import load_learner
-from continualcode.tools import ToolConfig, default_tools
-
-SETS = Path(__file__).resolve().parents[1] / "continualcode" / "evals" / "sets" / "learn_public.jsonl"
 
 
 def general_checks() -> list:
     seen, checks = set(), []
-    for scenario in load_scenarios(SETS):
+    for scenario in load_scenarios(DEFAULT_SCENARIOS):
         for check in scenario.general:
             question = check.messages[-1]["content"]
             if question not in seen:
@@ -47,9 +47,8 @@ def main() -> int:
 
     checks = general_checks()
     learner = load_learner(args.model)
-    tools = default_tools(ToolConfig())
     for template in args.template or [None]:
-        prompt = system_prompt(tools, "Repository project: (no files yet)", template.read_text() if template else None)
+        prompt = agent_system_prompt(template.read_text() if template else None)
         conversations = [[{"role": "system", "content": prompt}, *check.messages] for check in checks]
         started = time.monotonic()
         samples = learner.sample(conversations, n=1, max_new_tokens=args.max_new_tokens, temperature=0.0, seed=0)

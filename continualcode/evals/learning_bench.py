@@ -124,12 +124,13 @@ format, for a repository with no files): the conditions a correction given in th
 judged under."""
 
 
-def agent_system_prompt() -> str:
-    """The REPL's system prompt for an empty repository named ``project``."""
+def agent_system_prompt(template: str | None = None) -> str:
+    """The REPL's system prompt for an empty repository named ``project`` (``template``: another
+    prompts/system.md to try)."""
     from continualcode.agent.system_prompt import system_prompt
     from continualcode.tools import ToolConfig, default_tools
 
-    return system_prompt(default_tools(ToolConfig()), "Repository project: (no files yet)")
+    return system_prompt(default_tools(ToolConfig()), "Repository project: (no files yet)", template)
 
 
 def with_system(scenarios: list[Scenario], text: str) -> list[Scenario]:
