@@ -36,6 +36,8 @@ def register_agent(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--learn-examples", type=int, default=2, metavar="K",
                         help="--learn: examples trained after each task, those with a passing sibling first "
                         "(default 2; 0 = all)")
+    parser.add_argument("--learn-solved-only", action="store_true",
+                        help="--learn: train only examples whose task had a passing candidate (its solution)")
     parser.add_argument("--no-gate", dest="gate", action="store_false", default=None,
                         help="--learn: publish every version without the promotion gate (setting gate)")
     parser.add_argument("--seed", type=int, default=0, help="sampling seed (each task derives its own)")
@@ -72,7 +74,8 @@ def cmd_bench_agent(args: argparse.Namespace, settings: Settings) -> int:
               "rounds": settings.repair_rounds, "rewrites": settings.repair_rewrites, "edit_format": settings.edit_format,
               "repair_prefix": settings.repair_prefix, "max_turns": args.max_turns,
               "temperature": settings.temperature,
-              **({"learn_examples": learn_examples, "gate": settings.gate} if settings.learn else {})}
+              **({"learn_examples": learn_examples, "gate": settings.gate, "solved_only": args.learn_solved_only}
+                 if settings.learn else {})}
     done = _resumable(args.out, record) if args.resume else None
     kept_state = learn_state_dir(args.out.resolve()) if settings.learn and args.out else None
     if kept_state is not None:
@@ -80,7 +83,8 @@ def cmd_bench_agent(args: argparse.Namespace, settings: Settings) -> int:
     log = lambda line: print(line, file=sys.stderr, flush=True)  # noqa: E731
     engine = make_engine(settings)
     scratch = Path(tempfile.mkdtemp(prefix="continualcode-agent-bench-"))
-    context = BenchContext(engine=engine, settings=settings, learn_examples=learn_examples)
+    context = BenchContext(engine=engine, settings=settings, learn_examples=learn_examples,
+                           solved_only=args.learn_solved_only)
     try:
         if settings.learn:
             from continualcode.adapters.registry import AdapterRegistry

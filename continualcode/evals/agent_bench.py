@@ -158,6 +158,7 @@ class BenchContext:
     state: Path | None = None          # shared .continualcode/ for --learn
     trainer: object | None = None      # --learn: trained between tasks (train_between), never beside one
     learn_examples: int | None = None  # --learn: examples trained per task (None = all)
+    solved_only: bool = False          # --learn: train only examples with a passing sibling's solution
     extra: dict = field(default_factory=dict)
 
 
@@ -232,24 +233,30 @@ def summarize(results: list[dict]) -> dict:
             "by_kind": {k: block([r for r in results if r["kind"] == k]) for k in kinds}}
 
 
-def train_between(trainer, limit: int | None) -> dict:
+def train_between(trainer, limit: int | None, solved_only: bool = False) -> dict:
     """--learn, after a task: train on the examples it left, before the next task starts.
 
     On two cores a trainer beside the agent slowed both (3.7 min per task, docs/agent.md), so the bench
     trains between tasks: a task's seconds are the agent's alone and every later task is answered by the
     versions the earlier ones published (and the gate promoted). At most ``limit`` examples per task are
     trained, those with a passing sibling's solution first (SDPO's strongest teacher); the rest are
-    marked skipped, with the reason.
+    marked skipped, with the reason. ``solved_only`` skips every example without such a solution (its
+    teacher has only the failing check output, which a small model reads no better than the student).
     """
     store = trainer.store
     ranked = sorted(store.pending_examples(), key=lambda row: (not row.get("s"), row["id"]))
+    unsolved = [row["id"] for row in ranked if not row.get("s")] if solved_only else []
+    if unsolved:
+        store.mark_examples(unsolved, "skipped", error="bench agent --learn-solved-only: no passing sibling")
+        ranked = [row for row in ranked if row.get("s")]
     kept = ranked if limit is None else ranked[:limit]
     dropped = [row["id"] for row in ranked[len(kept):]]
     if dropped:
         store.mark_examples(dropped, "skipped", error=f"bench agent --learn-examples {limit}: not trained")
     started = time.perf_counter()
     results = trainer.train_pending()
-    return {"examples": len(kept), "with_solution": sum(bool(row.get("s")) for row in kept), "skipped": len(dropped),
+    return {"examples": len(kept), "with_solution": sum(bool(row.get("s")) for row in kept),
+            "skipped": len(dropped) + len(unsolved),
             "seconds": round(time.perf_counter() - started, 2),
             "versions": {r["version"]: r.get("decision") for r in results if r.get("version")},
             "errors": [r["error"] for r in results if r.get("error")]}
@@ -272,7 +279,7 @@ def run_bench(tasks: list[AgentTask], context: BenchContext, *, seed: int = 0, m
             continue
         result = run_task(task, context, seed=seed, max_turns=max_turns)
         if context.trainer is not None:
-            result["train"] = train_between(context.trainer, context.learn_examples)
+            result["train"] = train_between(context.trainer, context.learn_examples, context.solved_only)
         results.append(result)
         if log:
             mark = "RESOLVED" if result["resolved"] else ("tests changed" if result["tests_changed"] else "failed")

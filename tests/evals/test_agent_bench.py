@@ -124,6 +124,38 @@ def test_learn_trains_between_tasks_the_examples_with_a_solution_first(tmp_path)
     assert train_between(Trainer(), None)["examples"] == 0  # nothing left to train
 
 
+def test_solved_only_skips_the_examples_without_a_passing_sibling(tmp_path: Path):
+    """--learn-solved-only: an example whose teacher has only the failing check output is not trained."""
+    from continualcode.evals.agent_bench import train_between
+    from continualcode.store.db import Store
+
+    store = Store(tmp_path / "store.db")
+    session = store.start_session("/repo", "m", "embedded")
+    ids = []
+    for n, solution in enumerate([None, "def f(): return 1", None]):
+        store.add_message(session, "user", "fix it")
+        reply = store.add_message(session, "assistant", f"attempt {n}")
+        ids.append(store.add_example(store.add_feedback("test_failure", "1 failed", reply), reply, [], "1 failed",
+                                     s=solution))
+
+    class Trainer:
+        store = None
+
+        def train_pending(self):
+            rows = [row["id"] for row in self.store.pending_examples()]
+            self.store.mark_examples(rows, "trained", adapter_version="v0001")
+            return [{"examples": rows, "version": "v0001", "decision": "promoted"}]
+
+    trainer = Trainer()
+    trainer.store = store
+    report = train_between(trainer, None, solved_only=True)
+    assert (report["examples"], report["with_solution"], report["skipped"]) == (1, 1, 2)
+    assert store.example(ids[1])["status"] == "trained"
+    for skipped in (ids[0], ids[2]):
+        assert store.example(skipped)["status"] == "skipped"
+        assert "no passing sibling" in store.example(skipped)["error"]
+
+
 def bench(tmp_path: Path, *args: str, timeout: float = 600) -> subprocess.CompletedProcess:
     """The command in tmp_path, its temporary files under tmp_path/tmp (which it must leave empty)."""
     temp = tmp_path / "tmp"
