@@ -82,7 +82,8 @@ def cmd_bench_agent(args: argparse.Namespace, settings: Settings) -> int:
         _prepare_learn_state(kept_state, resuming=bool(done))
     log = lambda line: print(line, file=sys.stderr, flush=True)  # noqa: E731
     engine = make_engine(settings)
-    scratch = Path(tempfile.mkdtemp(prefix="continualcode-agent-bench-"))
+    # Without --out, the shared state of --learn lives in a scratch directory removed at the end.
+    scratch = Path(tempfile.mkdtemp(prefix="continualcode-agent-bench-")) if settings.learn and not kept_state else None
     context = BenchContext(engine=engine, settings=settings, learn_examples=learn_examples,
                            solved_only=args.learn_solved_only)
     try:
@@ -106,7 +107,8 @@ def cmd_bench_agent(args: argparse.Namespace, settings: Settings) -> int:
     finally:
         if context.trainer is not None:
             context.trainer.stop(timeout=120)
-        shutil.rmtree(scratch, ignore_errors=True)  # without --out, the shared state of --learn lives in it
+        if scratch is not None:
+            shutil.rmtree(scratch, ignore_errors=True)
         engine.close()
     if args.bench_json:
         print(json.dumps(report, indent=2))
