@@ -90,65 +90,56 @@ def test_summary_reports_rate_ci_halves_and_kinds():
     assert bootstrap_ci([1.0] * 5) == (1.0, 1.0)
 
 
-def test_learn_trains_between_tasks_the_examples_with_a_solution_first(tmp_path):
-    """--learn: after a task at most K of its examples are trained (the failed siblings of a passing
-    candidate first), the rest are skipped with the reason; the trainer runs only then, not beside the task."""
-    from continualcode.evals.agent_bench import train_between
+class FakeTrainer:
+    """train_between's view of the trainer: its store, and train_pending, which trains what is pending."""
+
+    def __init__(self, store):
+        self.store, self.trained = store, []
+
+    def train_pending(self):
+        rows = [row["id"] for row in self.store.pending_examples()]
+        self.trained.extend(rows)
+        self.store.mark_examples(rows, "trained", adapter_version="v0001")
+        return [{"examples": rows, "version": "v0001", "decision": "promoted"}]
+
+
+def failed_candidates(tmp_path: Path, solutions: list[str | None]):
+    """A store holding one reprompt example per failed candidate, with its passing sibling's solution or None."""
     from continualcode.store.db import Store
 
     store = Store(tmp_path / "store.db")
     session = store.start_session("/repo", "m", "embedded")
     ids = []
-    for n, solution in enumerate([None, "def f(): return 1", None, "def f(): return 2"]):
+    for n, solution in enumerate(solutions):
         store.add_message(session, "user", "fix it")
         reply = store.add_message(session, "assistant", f"attempt {n}")
         ids.append(store.add_example(store.add_feedback("test_failure", "1 failed", reply), reply, [], "1 failed",
                                      s=solution))
-    trained = []
+    return store, ids
 
-    class Trainer:
-        def __init__(self):
-            self.store = store
 
-        def train_pending(self):
-            trained.extend(row["id"] for row in store.pending_examples())
-            store.mark_examples(trained, "trained", adapter_version="v0001")
-            return [{"examples": trained, "version": "v0001", "decision": "promoted"}]
+def test_learn_trains_between_tasks_the_examples_with_a_solution_first(tmp_path):
+    """--learn: after a task at most K of its examples are trained (the failed siblings of a passing
+    candidate first), the rest are skipped with the reason; the trainer runs only then, not beside the task."""
+    from continualcode.evals.agent_bench import train_between
 
-    report = train_between(Trainer(), 3)
-    assert sorted(trained) == sorted([ids[1], ids[3], ids[0]])  # the two with a solution, then the oldest
+    store, ids = failed_candidates(tmp_path, [None, "def f(): return 1", None, "def f(): return 2"])
+    trainer = FakeTrainer(store)
+    report = train_between(trainer, 3)
+    assert sorted(trainer.trained) == sorted([ids[1], ids[3], ids[0]])  # the two with a solution, then the oldest
     assert (report["examples"], report["with_solution"], report["skipped"]) == (3, 2, 1)
     assert report["versions"] == {"v0001": "promoted"} and report["errors"] == []
     skipped = store.example(ids[2])
     assert skipped["status"] == "skipped" and "--learn-examples 3" in skipped["error"]
-    assert train_between(Trainer(), None)["examples"] == 0  # nothing left to train
+    assert train_between(trainer, None)["examples"] == 0  # nothing left to train
 
 
 def test_solved_only_skips_the_examples_without_a_passing_sibling(tmp_path: Path):
     """--learn-solved-only: an example whose teacher has only the failing check output is not trained."""
     from continualcode.evals.agent_bench import train_between
-    from continualcode.store.db import Store
 
-    store = Store(tmp_path / "store.db")
-    session = store.start_session("/repo", "m", "embedded")
-    ids = []
-    for n, solution in enumerate([None, "def f(): return 1", None]):
-        store.add_message(session, "user", "fix it")
-        reply = store.add_message(session, "assistant", f"attempt {n}")
-        ids.append(store.add_example(store.add_feedback("test_failure", "1 failed", reply), reply, [], "1 failed",
-                                     s=solution))
-
-    class Trainer:
-        store = None
-
-        def train_pending(self):
-            rows = [row["id"] for row in self.store.pending_examples()]
-            self.store.mark_examples(rows, "trained", adapter_version="v0001")
-            return [{"examples": rows, "version": "v0001", "decision": "promoted"}]
-
-    trainer = Trainer()
-    trainer.store = store
-    report = train_between(trainer, None, solved_only=True)
+    store, ids = failed_candidates(tmp_path, [None, "def f(): return 1", None])
+    report = train_between(FakeTrainer(store), None, solved_only=True)
     assert (report["examples"], report["with_solution"], report["skipped"]) == (1, 1, 2)
     assert store.example(ids[1])["status"] == "trained"
     for skipped in (ids[0], ids[2]):
