@@ -137,10 +137,18 @@ def _resumable(path: Path, record: dict) -> dict[str, dict]:
         earlier = json.loads(path.read_text())
     except (OSError, ValueError) as exc:
         raise UsageError(f"--resume: cannot read {path} ({exc})") from exc
-    if earlier.get("settings") != record:
+    if not _same_settings(earlier.get("settings") or {}, record):
         raise UsageError(f"--resume: {path} was made with other settings ({earlier.get('settings')}); "
                          f"this run: {record}")
     return {t["id"]: t for t in earlier.get("tasks", [])}
+
+
+def _same_settings(earlier: dict, record: dict) -> bool:
+    """Equal settings; the task file counts by its name, not where the checkout that ran it lies (a run
+    started from one checkout resumes from another)."""
+    def key(settings: dict) -> dict:
+        return {**settings, "tasks_file": Path(str(settings.get("tasks_file", ""))).name}
+    return key(earlier) == key(record)
 
 
 def render_report(report: dict, console=None) -> None:

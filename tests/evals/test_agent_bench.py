@@ -233,6 +233,19 @@ def test_bench_agent_learn_trains_after_the_task_with_smollm2(tmp_path):
     assert refused.returncode == 2 and "are not in" in refused.stderr and "report.json.state" in refused.stderr
 
 
+def test_resume_accepts_the_same_task_file_from_another_checkout(tmp_path):
+    from continualcode.commands.bench_agent import _resumable
+
+    settings = {"model": "m", "tasks_file": "/tmp/snap/continualcode/evals/sets/agent_public.jsonl", "seed": 0}
+    report = tmp_path / "r.json"
+    report.write_text(json.dumps({"settings": settings, "tasks": [{"id": "a"}]}))
+    here = {**settings, "tasks_file": "/work/main/continualcode/evals/sets/agent_public.jsonl"}
+    assert list(_resumable(report, here)) == ["a"]
+    for other in ({**settings, "tasks_file": "/x/mine.jsonl"}, {**here, "seed": 1}):
+        with pytest.raises(UsageError, match="other settings"):
+            _resumable(report, other)
+
+
 def test_a_fresh_learn_run_empties_the_kept_state_and_resume_needs_it(tmp_path):
     from continualcode.commands.bench_agent import _prepare_learn_state
 
