@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING
 from continualcode.config import UsageError
 from continualcode.evals.learning_tables import _fmt
 from continualcode.learning.checks import Check
+from continualcode.learning.gate import degenerate
 from continualcode.learning.types import TEMPLATE_FOR_KIND
 
 if TYPE_CHECKING:  # torch loads only when a bench runs, not when the CLI parser is built
@@ -155,19 +156,22 @@ def _mean(values: list[float]) -> float | None:
 
 def pass_rates(learner: Learner, checks: list[Check], *, n: int, max_new_tokens: int, temperature: float,
                seed: int, context: list[tuple[str, str]] | None = None,
-               template: str | None = None) -> tuple[list[float], list[str]]:
-    """Sample ``n`` answers per check (all in one batch); each check's pass rate and its first answer.
+               template: str | None = None) -> tuple[list[float], list[str], float]:
+    """Sample ``n`` answers per check (all in one batch); each check's pass rate, its first answer, and
+    the share of all answers that loop (``gate.degenerate``: a regex can pass an answer that repeats
+    its list to the token limit).
 
     With ``context`` (the ICL methods) every prompt is shown that feedback, with ``template``.
     """
     from continualcode.evals.learning_methods import icl_messages
 
     if not checks:
-        return [], []
+        return [], [], 0.0
     conversations = [icl_messages(c.messages, context, template) if context else c.messages for c in checks]
     samples = learner.sample(conversations, n=n, max_new_tokens=max_new_tokens, temperature=temperature, seed=seed)
     rates = [sum(c.passes(s.text) for s in group) / len(group) for c, group in zip(checks, samples)]
-    return rates, [group[0].text for group in samples]
+    answers = [s.text for group in samples for s in group]
+    return rates, [group[0].text for group in samples], sum(map(degenerate, answers)) / len(answers)
 
 
 UNTRAINED = ("base", *ICL)
@@ -237,19 +241,19 @@ def run_scenario(learner: Learner, scenario: Scenario, methods: list[str], setti
             key = json.dumps([[c.messages for c in checks], samples, seed, settings.max_new_tokens,
                               settings.temperature])
         if key is not None and key in cache:
-            rates, shown = cache[key]
+            rates, shown, looped = cache[key]
         else:
-            rates, shown = pass_rates(learner, checks, n=samples, max_new_tokens=settings.max_new_tokens,
+            rates, shown, looped = pass_rates(learner, checks, n=samples, max_new_tokens=settings.max_new_tokens,
                                       temperature=settings.temperature, seed=seed,
                                       context=scenario.feedback if method in ICL else None,
                                       template=ICL.get(method))
             if key is not None:
-                cache[key] = (rates, shown)
+                cache[key] = (rates, shown, looped)
         n_eval = len(scenario.eval)
         results[method] = {
             "eval": _mean(rates[:n_eval]), "general": _mean(rates[n_eval:]),
             "eval_items": rates[:n_eval], "general_items": rates[n_eval:],
-            "first_samples": shown, "train": train, "seconds": time.perf_counter() - started,
+            "first_samples": shown, "looped": looped, "train": train, "seconds": time.perf_counter() - started,
         }
         if log:
             log(f"  {scenario.id:20} {method:15} eval {results[method]['eval']:.2f} "
@@ -321,8 +325,9 @@ def summarize(per_scenario: dict[str, dict], *, seed: int = 0) -> dict:
         generals = [r[method]["general"] for r in per_scenario.values() if method in r and r[method]["general"] is not None]
         trains = [r[method]["train"] for r in per_scenario.values() if method in r and r[method].get("train")]
         events = sum(t.get("events", 0) for t in trains)
+        looped = [r[method]["looped"] for r in per_scenario.values() if r.get(method, {}).get("looped") is not None]
         overall["methods"][method] = {
-            "eval": _mean(evals), "general": _mean(generals),
+            "eval": _mean(evals), "general": _mean(generals), "looped": _mean(looped) if looped else None,
             "train_seconds": sum(t.get("seconds", 0.0) for t in trains),
             "seconds_per_event": sum(t.get("seconds", 0.0) for t in trains if t.get("events")) / events if events else None,
             **intervals.get(method, {}),

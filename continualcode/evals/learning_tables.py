@@ -56,12 +56,12 @@ def render_tables(report: dict, console=None) -> None:
     table = Table(title=f"overall: {report['model']}, {len(report['scenarios'])} scenarios, "
                         f"{report['settings']['samples']} samples per item (95 % bootstrap CIs over items)",
                   title_justify="left")
-    for column in ("method", "eval pass", "eval CI", "general pass", "general CI", "Δ general", "s / feedback",
-                   "train s"):
+    for column in ("method", "eval pass", "eval CI", "general pass", "general CI", "Δ general", "looped",
+                   "s / feedback", "train s"):
         table.add_column(column, justify="left" if column == "method" else "right")
     for method, r in overall["methods"].items():
         table.add_row(method, _fmt(r["eval"]), _interval(r.get("eval_ci")), _fmt(r["general"]),
-                      _interval(r.get("general_ci")), _fmt(r["general_change"], True),
+                      _interval(r.get("general_ci")), _fmt(r["general_change"], True), _fmt(r.get("looped")),
                       _seconds(r.get("seconds_per_event")), f"{r['train_seconds']:.0f}")
     console.print(table)
     for line in _ratio_lines(overall):
@@ -86,6 +86,8 @@ def render_markdown(report: dict) -> str:
         lines.append("| 95 % CI general | " + " | ".join(_interval(overall[m].get("general_ci")) for m in methods) + " |")
         lines.append("| 95 % CI eval − base | " + " | ".join(
             _interval(overall[m].get("eval_change_ci"), True) for m in methods) + " |")
+    if any(overall[m].get("looped") is not None for m in methods):
+        lines.append("| answers that loop | " + " | ".join(_fmt(overall[m].get("looped")) for m in methods) + " |")
     if any(overall[m].get("seconds_per_event") for m in methods):
         lines.append("| seconds per feedback | " + " | ".join(
             _seconds(overall[m].get("seconds_per_event")) for m in methods) + " |")

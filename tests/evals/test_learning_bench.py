@@ -415,3 +415,30 @@ def test_followup_template_is_the_teacher_template_of_followup_items_only(monkey
     settings = TrainSettings(steps_per_feedback=1, learning_rate=1e-4, followup_template=followup_template)
     train_on_feedback(Learner(), [{"messages": USER, "feedback": "Be brief.", "kind": kind}], "sdpo", settings, 0)
     assert made == [expected]
+
+
+def test_answers_that_loop_are_counted_even_where_the_regex_passes():
+    from types import SimpleNamespace
+
+    from continualcode.evals.learning_bench import pass_rates
+    from continualcode.evals.learning_tables import render_markdown
+
+    answers = {"Name three fruits.": ["- Apple\n- Pear\n- Plum", "- Fig\n- Fig\n- Fig\n- Fig\n- Fig\n- Fig"],
+               "Name three planets.": ["Mars, Venus, Earth", ""]}
+
+    class Learner:
+        def sample(self, conversations, n, **_):
+            return [[SimpleNamespace(text=t) for t in answers[c[-1]["content"]][:n]] for c in conversations]
+
+    checks = [Check([{"role": "user", "content": q}], pass_regex=[r"(?m)^- \S"]) for q in answers]
+    rates, shown, looped = pass_rates(Learner(), checks, n=2, max_new_tokens=8, temperature=0.0, seed=0)
+    assert rates == [1.0, 0.0] and shown == ["- Apple\n- Pear\n- Plum", "Mars, Venus, Earth"]
+    assert looped == pytest.approx(2 / 4)  # the repeated fig, and the empty answer
+    per = {"a": {"base": {"eval": 0.5, "general": 1.0, "train": None, "looped": 0.5},
+                 "sdpo": {"eval": 1.0, "general": 1.0, "train": None, "looped": 0.0}},
+           "b": {"base": {"eval": 0.0, "general": 1.0, "train": None, "looped": 0.25},
+                 "sdpo": {"eval": 1.0, "general": 1.0, "train": None}}}  # a report from before the count
+    overall = summarize(per)
+    assert overall["methods"]["base"]["looped"] == pytest.approx(0.375)
+    assert overall["methods"]["sdpo"]["looped"] == 0.0
+    assert "| answers that loop | 0.38 | 0.00 |" in render_markdown({"scenarios": per, "overall": overall})
