@@ -66,6 +66,10 @@ class Settings:
     one is removed from continualcode's own environment at start and from every command it runs."""
     learn: bool = True
     """Record feedback as training examples and train in the background."""
+    learn_repair: bool = False
+    """Train on the repair flow's candidates: the failed ones as reprompt examples, the passing sibling as
+    their solution. Off by default: on the agent benchmark's 48 public tasks, learning from them resolved
+    22 against 31 without (9 lost, none gained; docs/agent.md, "Learning across tasks")."""
     learning_rate: float | None = None
     """Overrides the LoRA preset's learning rate."""
     steps_per_feedback: int | None = None

@@ -109,7 +109,7 @@ def open_session(repo: Path, settings: Settings, approver: Approver, events: Age
         if start_trainer:
             trainer.start()
     recorder = FeedbackRecorder(store, learn=settings.learn, on_example=trainer.wake if trainer else None,
-                                followup_template=settings.followup_template)
+                                followup_template=settings.followup_template, learn_repair=settings.learn_repair)
     tools = default_tools(ToolConfig(bash_timeout=settings.bash_timeout, test_command=settings.test_command,
                                      env_allow=tuple(settings.env_allow)))
     instructions = project_instructions(repo)

@@ -51,6 +51,13 @@ def test_repair_settings_reach_the_repairer_and_bad_ones_are_a_clear_config_erro
     try:
         config = session.agent.repairer.config
         assert (config.candidates, config.rewrites, config.rounds) == (6, 2, 3)
+        assert session.agent.recorder.learn_repair is False  # the default: candidates teach nothing
+    finally:
+        session.close()
+    session = open_session(git_repo, Settings(model="smollm2-135m", learn=False, learn_repair=True), approver=None,
+                           engine=ScriptedEngine([]), start_trainer=False)
+    try:
+        assert session.agent.recorder.learn_repair is True
     finally:
         session.close()
     with pytest.raises(ConfigError, match="repair settings.*rewrites"):

@@ -30,12 +30,14 @@ class FeedbackRecorder:
     """Records feedback events and turns them into pending training examples."""
 
     def __init__(self, store: Store, *, learn: bool = True, on_example: Callable[[int], None] | None = None,
-                 followup_template: str = "hindsight"):
+                 followup_template: str = "hindsight", learn_repair: bool = False):
         template_for_kind("followup", followup_template)  # a bad template fails here, not at the first feedback
         self.store = store
         self.learn = learn
         self.on_example = on_example
         self.followup_template = followup_template
+        self.learn_repair = learn_repair
+        """Whether the repair flow's candidates become examples (setting learn_repair, off by default)."""
         """The teacher template of followup (and manual) feedback; the other kinds keep the reprompt."""
 
     def record(

@@ -328,8 +328,9 @@ class Repairer:
 
     def _record_siblings(self, agent: Agent, request: str, outcome: RepairOutcome) -> None:
         """Failed candidates → reprompt examples judged by their own check output; the winner → their
-        solution (SDPO's successful sibling as a demonstration)."""
-        if not agent.recorder.learn:
+        solution (SDPO's successful sibling as a demonstration). Only with the setting learn_repair: on
+        the agent benchmark, training on them lost 9 of 31 resolved tasks and won none (docs/agent.md)."""
+        if not (agent.recorder.learn and agent.recorder.learn_repair):
             return
         failed_ids: list[int] = []
         for candidate in outcome.candidates:

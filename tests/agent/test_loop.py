@@ -33,14 +33,15 @@ class ScriptedApprover:
         return self.decisions.pop(0)
 
 
-def make_agent(repo: Path, replies, approver=None, learn=True, repairer=None):
+def make_agent(repo: Path, replies, approver=None, learn=True, repairer=None, learn_repair=True):
     """An agent on a real store; `replies` is a list of scripted replies or a ready engine."""
     store = Store.for_repo(repo)
     session = store.start_session(repo, "scripted", "scripted")
     tools = default_tools(ToolConfig(test_command=f"{sys.executable} -m pytest -q -p no:cacheprovider"))
     engine = replies if isinstance(replies, ScriptedEngine) else ScriptedEngine(replies)
     agent = Agent(engine, store, session, Workspace(repo), tools, approver or ScriptedApprover(),
-                  FeedbackRecorder(store, learn=learn), system_prompt="sys", repairer=repairer)
+                  FeedbackRecorder(store, learn=learn, learn_repair=learn_repair), system_prompt="sys",
+                  repairer=repairer)
     return agent, store
 
 

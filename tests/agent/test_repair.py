@@ -87,6 +87,16 @@ def test_the_check_runs_first_and_the_first_passing_candidate_is_applied(repo):
     assert (repo / "app.py").read_text() == BUG
 
 
+def test_without_learn_repair_the_fix_lands_and_no_candidate_becomes_an_example(repo):
+    """The shipped default (setting learn_repair off): on the agent benchmark, training on the
+    candidates lost tasks (docs/agent.md), so a repair teaches nothing unless asked to."""
+    agent, store = make_agent(repo, ScriptedEngine([WRONG_1, WRONG_2, RIGHT]), approver=WatchingApprover(repo),
+                              repairer=repairer(), learn_repair=False)
+    result = agent.ask("The tests fail. Fix the bug.")
+    assert result.repair.summary()["status"] == "fixed" and (repo / "app.py").read_text() == FIX
+    assert store.pending_examples() == []
+
+
 def test_no_passing_candidate_changes_nothing_and_says_so(repo):
     engine = ScriptedEngine([WRONG_1, WRONG_2, "no idea", WRONG_1])
     agent, store = make_agent(repo, engine, approver=WatchingApprover(repo), repairer=repairer(candidates=2, rounds=2))
