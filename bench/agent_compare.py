@@ -52,7 +52,7 @@ def main(argv: list[str] | None = None) -> None:
     print("|---|---|---|---|---|")
     for row in rows:
         print(f"| {row.label} | {row.resolved} / {len(ids)} | {len(row.gained)} | {len(row.lost)} | "
-              f"{row.p_value:.2f} |")
+              f"{row.p_value:.2g} |")
     for row in rows[1:]:
         for name, tasks in (("gained", row.gained), ("lost", row.lost)):
             if tasks:

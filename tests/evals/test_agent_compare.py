@@ -49,7 +49,7 @@ def test_the_bench_script_prints_the_table_for_a_range(tmp_path):
                           f"yes={tmp_path / 'b.json'}", "--range", "2-4"], capture_output=True, text=True,
                          env={"PYTHONPATH": str(ROOT)}, check=True)
     assert "3 tasks: t2 … t4" in run.stdout
-    assert "| yes | 1 / 3 | 1 | 2 | 1.00 |" in run.stdout
+    assert "| yes | 1 / 3 | 1 | 2 | 1 |" in run.stdout
     assert "yes lost: t2, t4" in run.stdout
     bad = subprocess.run([sys.executable, str(ROOT / "bench" / "agent_compare.py"), "a.json", "b.json"],
                          capture_output=True, text=True, env={"PYTHONPATH": str(ROOT)})
