@@ -75,7 +75,9 @@ def trained(status: str) -> bool:
 def corrected_then_asked(repo, *flags) -> tuple[str, str, str]:
     """(answer to the new prompt before the corrections, after them, the REPL's whole output)."""
     (repo / ".continualcode").mkdir(exist_ok=True)
-    (repo / ".continualcode" / "config.toml").write_text("temperature = 0.0\n")  # greedy: before vs after
+    # greedy: before vs after; CONTINUALCODE_REPL_TEST_CONFIG adds TOML lines (other learning settings)
+    extra = os.environ.get("CONTINUALCODE_REPL_TEST_CONFIG", "").replace(";", "\n")
+    (repo / ".continualcode" / "config.toml").write_text(f"temperature = 0.0\n{extra}\n")
     child = spawn(repo, *flags)
     output = prompt(child)
     before = answer(child, NEW_PROMPT)
