@@ -36,9 +36,9 @@ class FeedbackRecorder:
         self.learn = learn
         self.on_example = on_example
         self.followup_template = followup_template
+        """The teacher template of followup (and manual) feedback; the other kinds keep the reprompt."""
         self.learn_repair = learn_repair
         """Whether the repair flow's candidates become examples (setting learn_repair, off by default)."""
-        """The teacher template of followup (and manual) feedback; the other kinds keep the reprompt."""
 
     def record(
         self,

@@ -64,7 +64,8 @@ def cmd_bench_agent(args: argparse.Namespace, settings: Settings) -> int:
     learn_examples = args.learn_examples or None  # None: every example
     tasks = load_tasks(args.tasks, args.only)[: args.limit or None]
     settings = dataclasses.replace(
-        settings, learn=args.bench_learn, learn_repair=args.bench_learn, repair=args.repair, max_new_tokens=min(settings.max_new_tokens, 512),
+        settings, learn=args.bench_learn, learn_repair=args.bench_learn,  # --learn measures learning from repairs
+        repair=args.repair, max_new_tokens=min(settings.max_new_tokens, 512),
         **{k: v for k, v in (("repair_candidates", args.candidates), ("repair_rounds", args.rounds), ("repair_rewrites", args.rewrites),
                              ("edit_format", args.edit_format), ("repair_prefix", args.repair_prefix),
                              ("gate", args.gate))
