@@ -66,13 +66,15 @@ class ReportingRecorder(FeedbackRecorder):
     """Records feedback as usual, keeps a list for the report, and queues no example
     for a headless policy refusal (it is not a judgement of the reply)."""
 
-    def __init__(self, store, *, learn: bool = True, on_example=None):
-        super().__init__(store, learn=learn, on_example=on_example)
+    def __init__(self, store, **options):
+        super().__init__(store, **options)
         self.recorded: list[dict] = []
 
     @classmethod
     def replacing(cls, recorder: FeedbackRecorder) -> ReportingRecorder:
-        return cls(recorder.store, learn=recorder.learn, on_example=recorder.on_example)
+        """The same recorder, reporting: every setting it was made with carries over."""
+        return cls(recorder.store, learn=recorder.learn, on_example=recorder.on_example,
+                   followup_template=recorder.followup_template, learn_repair=recorder.learn_repair)
 
     def record(self, kind: str, text: str, message_id: int, *, tool_call_id: int | None = None,
                solution: str | None = None, x: list[dict] | None = None) -> int | None:

@@ -256,3 +256,21 @@ def test_a_store_error_mid_run_still_reports_what_ran(repo):
     assert run.exit_code == 2 and out["exit_code"] == 2 and out["session_id"] == 1
     assert out["error"].startswith("store error: ") and "no such table: tool_calls" in out["error"]
     assert set(out) == REPORT_KEYS
+
+
+def test_the_reporting_recorder_keeps_every_setting_of_the_one_it_replaces(tmp_path):
+    """Headless mode swaps the session's recorder for a reporting one: the teacher template of follow-ups
+    and learn_repair must survive the swap (a lost learn_repair left `bench agent --learn` with nothing
+    to train)."""
+    from continualcode.agent.feedback import FeedbackRecorder
+    from continualcode.store.db import Store
+    from continualcode.ui.headless import ReportingRecorder
+
+    store = Store(tmp_path / "store.db")
+    wake = []
+    original = FeedbackRecorder(store, learn=True, on_example=wake.append, followup_template="prefix",
+                                learn_repair=True)
+    swapped = ReportingRecorder.replacing(original)
+    assert (swapped.store, swapped.learn, swapped.on_example) == (store, True, wake.append)
+    assert (swapped.followup_template, swapped.learn_repair) == ("prefix", True)
+    assert ReportingRecorder.replacing(FeedbackRecorder(store, learn=False)).learn_repair is False
