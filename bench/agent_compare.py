@@ -42,7 +42,8 @@ def main(argv: list[str] | None = None) -> None:
     ids = shared_tasks(list(reports.values()))
     if args.range:
         first = [t["id"] for t in next(iter(reports.values()))["tasks"]][args.range[0] - 1: args.range[1]]
-        ids = [i for i in first if i in set(ids)]
+        shared = set(ids)
+        ids = [i for i in first if i in shared]
     try:
         ids, rows = compare(reports, ids)
     except ValueError as exc:

@@ -244,9 +244,9 @@ def run_scenario(learner: Learner, scenario: Scenario, methods: list[str], setti
             rates, shown, looped = cache[key]
         else:
             rates, shown, looped = pass_rates(learner, checks, n=samples, max_new_tokens=settings.max_new_tokens,
-                                      temperature=settings.temperature, seed=seed,
-                                      context=scenario.feedback if method in ICL else None,
-                                      template=ICL.get(method))
+                                              temperature=settings.temperature, seed=seed,
+                                              context=scenario.feedback if method in ICL else None,
+                                              template=ICL.get(method))
             if key is not None:
                 cache[key] = (rates, shown, looped)
         n_eval = len(scenario.eval)

@@ -25,6 +25,7 @@ would teach the model never to edit files).
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import json
 import sys
 import time
@@ -72,9 +73,10 @@ class ReportingRecorder(FeedbackRecorder):
 
     @classmethod
     def replacing(cls, recorder: FeedbackRecorder) -> ReportingRecorder:
-        """The same recorder, reporting: every setting it was made with carries over."""
-        return cls(recorder.store, learn=recorder.learn, on_example=recorder.on_example,
-                   followup_template=recorder.followup_template, learn_repair=recorder.learn_repair)
+        """The same recorder, reporting: every setting it was made with carries over (each constructor
+        argument is kept under its own name, so a setting added later carries over too)."""
+        names = [n for n in inspect.signature(FeedbackRecorder.__init__).parameters if n not in ("self", "store")]
+        return cls(recorder.store, **{name: getattr(recorder, name) for name in names})
 
     def record(self, kind: str, text: str, message_id: int, *, tool_call_id: int | None = None,
                solution: str | None = None, x: list[dict] | None = None) -> int | None:
