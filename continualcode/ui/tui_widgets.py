@@ -218,7 +218,8 @@ class AdapterTimeline(DataTable):
         self._shown: list[tuple] | None = None
 
     def on_mount(self) -> None:
-        self.add_columns("", "version", "parent", "gate", "ex", "loss")
+        self.add_column("", width=1)  # the live marker: a fixed width, so a redraw cannot narrow it
+        self.add_columns("version", "parent", "gate", "ex", "loss")
 
     def show(self, rows: list[dict]) -> None:
         """Redraw when the versions changed (called on every refresh tick)."""
