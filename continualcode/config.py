@@ -116,6 +116,9 @@ class Settings:
     the failing tests, its buggy body not shown (function form; at most half the round); 0 = none."""
     repair_rounds: int = 2
     """Repair rounds; a later round sees the closest failure."""
+    repair_base_rounds: int = 1
+    """While an adapter is served, the first N repair rounds sample from the base weights, so what was learned
+    adds candidates and cannot take the base's first ones away (docs/agent.md: measured); 0 = the adapter."""
     edit_format: str = "function"
     """How repair candidates are written: function, whole, search_replace or lines (docs/agent.md: measured)."""
     repair_prefix: str = "name"

@@ -117,7 +117,7 @@ def open_session(repo: Path, settings: Settings, approver: Approver, events: Age
     if settings.repair:
         try:
             repairer = Repairer(RepairConfig(candidates=settings.repair_candidates, rounds=settings.repair_rounds,
-                                             rewrites=settings.repair_rewrites,
+                                             rewrites=settings.repair_rewrites, base_rounds=settings.repair_base_rounds,
                                              edit_format=settings.edit_format, prefix=settings.repair_prefix),
                                  check=check)
         except ValueError as exc:

@@ -92,6 +92,9 @@ class RepairConfig:
     prefix: str = "name"
     """How a `function` candidate starts: "name" (``def <the suspect>(`` when the failure points at one
     function, else ``def ``), "bug" (a ``# The bug:`` comment first), "def", or "none"."""
+    base_rounds: int = 0
+    """While an adapter is served, the first N rounds sample from the base weights: a learned adapter
+    adds candidates in the later rounds and cannot take the base's first ones away (docs/agent.md)."""
     check_timeout: float = 120.0
     time_budget: float = 600.0
     """Seconds after which no new round starts."""
@@ -147,8 +150,9 @@ class Repairer:
         if self.config.edit_format not in FORMATS:
             raise ValueError(f"unknown edit format {self.config.edit_format!r}; choose one of {', '.join(FORMATS)}")
         self.format = FORMATS[self.config.edit_format]
-        if self.config.rewrites < 0 or self.config.candidates < 1:
-            raise ValueError("repair needs at least 1 candidate per round and 0 or more rewrites")
+        if self.config.rewrites < 0 or self.config.candidates < 1 or self.config.base_rounds < 0:
+            raise ValueError("repair needs at least 1 candidate per round, 0 or more rewrites and 0 or more "
+                             "base rounds")
         if self.config.prefix not in PREFIXES:
             raise ValueError(f"unknown repair prefix {self.config.prefix!r}; choose one of {', '.join(PREFIXES)}")
 
@@ -213,7 +217,8 @@ class Repairer:
                     continue
                 seed = None if agent.sampling.seed is None else agent.sampling.seed + 1009 * (number - 1) + offset
                 params = SamplingParams(max_new_tokens=self.format.max_new_tokens(files), stop=self.format.stop,
-                                        temperature=self.config.temperature, seed=seed, prefix=prefix)
+                                        temperature=self.config.temperature, seed=seed, prefix=prefix,
+                                        base=number <= self.config.base_rounds)
                 for completion in sample(agent.engine, messages, params, count, cancel):
                     candidate = Candidate(number, len(round_candidates) + 1, completion)
                     round_candidates.append(candidate)

@@ -43,6 +43,9 @@ def register_agent(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=0, help="sampling seed (each task derives its own)")
     parser.add_argument("--candidates", type=int, default=None, help="repair candidates per round (setting)")
     parser.add_argument("--rounds", type=int, default=None, help="repair rounds (setting)")
+    parser.add_argument("--base-rounds", type=int, default=None,
+                        help="repair rounds sampled from the base weights while an adapter is served "
+                             "(setting repair_base_rounds)")
     parser.add_argument("--rewrites", type=int, default=None,
                         help="candidates per round written afresh, the suspect's body hidden (setting repair_rewrites)")
     parser.add_argument("--edit-format", choices=["function", "whole", "search_replace", "lines"], default=None,
@@ -66,7 +69,8 @@ def cmd_bench_agent(args: argparse.Namespace, settings: Settings) -> int:
     settings = dataclasses.replace(
         settings, learn=args.bench_learn, learn_repair=args.bench_learn,  # --learn measures learning from repairs
         repair=args.repair, max_new_tokens=min(settings.max_new_tokens, 512),
-        **{k: v for k, v in (("repair_candidates", args.candidates), ("repair_rounds", args.rounds), ("repair_rewrites", args.rewrites),
+        **{k: v for k, v in (("repair_candidates", args.candidates), ("repair_rounds", args.rounds), ("repair_base_rounds", args.base_rounds),
+                             ("repair_rewrites", args.rewrites),
                              ("edit_format", args.edit_format), ("repair_prefix", args.repair_prefix),
                              ("gate", args.gate))
            if v is not None})
@@ -75,7 +79,8 @@ def cmd_bench_agent(args: argparse.Namespace, settings: Settings) -> int:
               "rounds": settings.repair_rounds, "rewrites": settings.repair_rewrites, "edit_format": settings.edit_format,
               "repair_prefix": settings.repair_prefix, "max_turns": args.max_turns,
               "temperature": settings.temperature,
-              **({"learn_examples": learn_examples, "gate": settings.gate, "solved_only": args.learn_solved_only}
+              **({"learn_examples": learn_examples, "gate": settings.gate, "solved_only": args.learn_solved_only,
+                  "base_rounds": settings.repair_base_rounds}
                  if settings.learn else {})}
     done = _resumable(args.out, record) if args.resume else None
     kept_state = learn_state_dir(args.out.resolve()) if settings.learn and args.out else None

@@ -28,6 +28,9 @@ class SamplingParams:
     top_p: float = 1.0
     stop: tuple[str, ...] = ()        # stop strings; the stop string stays in the text
     seed: int | None = None
+    base: bool = False
+    """Sample from the base weights even while an adapter is served (the repair flow's hedged rounds);
+    the completions then carry adapter_version None."""
     prefix: str = ""
     """Text the reply starts with (the engine feeds it, then samples the rest). It is part of the
     completion's text and token ids; its log-probs are scored where the engine can, NaN where not."""

@@ -198,8 +198,9 @@ class EmbeddedEngine:
         prefix_ids = list(self.tokenizer(params.prefix, add_special_tokens=False)["input_ids"]) if params.prefix else []
         rows = [_Row(self._generator(params.seed, index)) for index in range(n)]
         first_token_s, reused = None, 0
-        with self._lock, torch.inference_mode(), self._adapter_context():
-            version, key = self._version, self._cache_key()
+        with self._lock, torch.inference_mode(), self._adapter_context(params.base):
+            version = None if params.base else self._version
+            key = self._cache_key() + (version is None,)
             cache, live = None, rows  # live: the rows in the batch, in the cache's batch order
             for _ in range(params.max_new_tokens):
                 if cancel is not None and cancel.is_set():
@@ -310,10 +311,10 @@ class EmbeddedEngine:
         return (self._weights_epoch, parameter.dtype, parameter.device)
 
     # -- internals -------------------------------------------------------
-    def _adapter_context(self):
+    def _adapter_context(self, base: bool = False):
         from contextlib import nullcontext
 
-        if self._adapter_config is not None and self._version is None:
+        if self._adapter_config is not None and (base or self._version is None):
             return self.model.disable_adapter()
         return nullcontext()
 

@@ -32,6 +32,7 @@ class ScriptedEngine:
         self.replies = list(replies)
         self.loop = loop
         self.calls: list[list[Message]] = []
+        self.params: list[SamplingParams] = []  # the sampling parameters of each call, in order
         self._next = 0
         self._version: str | None = None
         self.loaded: list[tuple[str | None, str | None]] = []
@@ -63,7 +64,7 @@ class ScriptedEngine:
                 if cancel is not None and cancel.is_set():
                     break
                 on_text(piece)
-        return self._completion(reply, messages)
+        return self._completion(reply, messages, params)
 
     def sample(
         self,
@@ -77,7 +78,7 @@ class ScriptedEngine:
             raise ValueError(f"n must be at least 1, not {n}")
         if not self.loop and len(self.replies) - self._next < n:
             raise EngineError(f"the scripted engine has {len(self.replies) - self._next} replies left, not {n}")
-        return [self._completion(self._next_reply(messages, params), messages) for _ in range(n)]
+        return [self._completion(self._next_reply(messages, params), messages, params) for _ in range(n)]
 
     def score(self, messages: list[Message], response_ids: list[int]) -> list[float]:
         return [0.0] * len(response_ids)
@@ -101,13 +102,14 @@ class ScriptedEngine:
         reply, _ = cut_at_stop(reply, params.stop)  # the stop rule every engine obeys
         self._next += 1
         self.calls.append([dict(m) for m in messages])
+        self.params.append(params)
         return reply
 
-    def _completion(self, reply: str, messages: list[Message]) -> Completion:
+    def _completion(self, reply: str, messages: list[Message], params: SamplingParams) -> Completion:
         ids = list(reply.encode())
         return Completion(
             text=reply, token_ids=ids, logprobs=[0.0] * len(ids), finish_reason="stop",
-            adapter_version=self._version, prompt_tokens=sum(len(m["content"]) for m in messages),
+            adapter_version=None if params.base else self._version, prompt_tokens=sum(len(m["content"]) for m in messages),
         )
 
 

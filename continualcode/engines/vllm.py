@@ -142,7 +142,7 @@ class VLLMEngine:
         prompt_ids = self.render(messages)
         prefix_ids = list(self.tokenizer(params.prefix, add_special_tokens=False)["input_ids"]) if params.prefix else []
         with self._lock:
-            adapter, version = self._adapter, self._version
+            adapter, version = (None, None) if params.base else (self._adapter, self._version)
         room = self.max_model_len - len(prompt_ids) - len(prefix_ids)
         if room < 1:
             raise EngineError(f"the prompt has {len(prompt_ids)} tokens, more than the server's context "

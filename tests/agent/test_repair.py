@@ -110,6 +110,21 @@ def test_no_passing_candidate_changes_nothing_and_says_so(repo):
     assert result.repair.summary()["rounds"] == 2 and len(store.pending_examples()) >= 3
 
 
+def test_while_an_adapter_is_served_the_first_rounds_sample_from_the_base_weights(repo):
+    """Setting repair_base_rounds: the base's first round comes first (a learned adapter adds candidates
+    and cannot take them away), the later rounds sample from the adapter; without an adapter nothing changes."""
+    engine = ScriptedEngine([WRONG_1, WRONG_2, WRONG_2, RIGHT])
+    engine.load_adapter(repo, "v0003")
+    agent, _ = make_agent(repo, engine, approver=WatchingApprover(repo), repairer=Repairer(RepairConfig(
+        candidates=2, rounds=2, base_rounds=1, edit_format="search_replace")))
+    result = agent.ask("The tests fail. Fix the bug.")
+    assert result.repair.summary()["passed_candidate"] == "2.2"
+    assert [p.base for p in engine.params] == [True, True, False, False]
+    assert [c.completion.adapter_version for c in result.repair.candidates] == [None, None, "v0003", "v0003"]
+    with pytest.raises(ValueError, match="base rounds"):
+        Repairer(RepairConfig(base_rounds=-1))
+
+
 def test_a_candidate_that_changes_a_test_is_refused_as_a_fix(repo):
     cheat = block("    assert add(1, 2) == 3", "    assert add(1, 2) == -1", path="test_app.py")
     engine = ScriptedEngine([cheat, RIGHT])

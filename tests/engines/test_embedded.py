@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import dataclasses
 import threading
 
 import pytest
@@ -199,6 +200,25 @@ def test_a_swap_or_another_conversation_drops_the_prefix_cache(small_model, rand
     with engine.exclusive():
         pass  # whoever held the lock may have changed the weights
     assert engine.generate(other, params).extra["cached_prompt_tokens"] == 0
+
+
+def test_base_sampling_while_an_adapter_is_served_matches_the_base_model(small_model, random_adapter):
+    """SamplingParams(base=True): the repair flow's hedged rounds sample the base weights with the adapter
+    loaded: the same tokens as before it was loaded, adapter_version None, and no cache shared with the adapter."""
+    from continualcode.engines.embedded import EmbeddedEngine
+
+    engine = EmbeddedEngine(small_model, dtype="fp32")
+    params = SamplingParams(max_new_tokens=12, temperature=0.8, seed=5)
+    before = engine.sample(MESSAGES, params, 3)
+    engine.load_adapter(random_adapter[0], "v0001")
+    adapted = engine.sample(MESSAGES, params, 3)
+    base = engine.sample(MESSAGES, dataclasses.replace(params, base=True), 3)
+    assert [c.token_ids for c in base] == [c.token_ids for c in before]
+    assert base[0].extra["cached_prompt_tokens"] == 0  # the adapter's keys and values are not the base's
+    assert {c.adapter_version for c in base} == {None} and {c.adapter_version for c in adapted} == {"v0001"}
+    assert [c.token_ids for c in adapted] != [c.token_ids for c in before]
+    assert engine.adapter_version == "v0001"  # still served
+    assert engine.sample(MESSAGES, params, 3)[0].token_ids == adapted[0].token_ids
 
 
 POEM = [{"role": "user", "content": "Write a short poem about the sea."}]

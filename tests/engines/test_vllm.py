@@ -8,6 +8,7 @@ but fail under CI, which must run them.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import re
 import signal
@@ -210,6 +211,8 @@ def test_hot_swap_changes_answers_and_unloads_the_previous_adapter(vllm, adapter
 
     assert (one.adapter_version, two.adapter_version) == ("v0001", "v0002")
     assert len({base.text, one.text, two.text}) == 3, (base.text, one.text, two.text)
+    hedged = vllm.generate(FRUIT, dataclasses.replace(GREEDY, base=True))  # the base, with v0002 served
+    assert (hedged.text, hedged.adapter_version, vllm.adapter_version) == (base.text, None, "v0002")
 
     # Roll back to v0001: same weights, same name, same greedy answer.
     vllm.load_adapter(adapters[0], "v0001")
