@@ -30,7 +30,6 @@ answered as its x.
 
 from __future__ import annotations
 
-import difflib
 import re
 import time
 from dataclasses import dataclass, field
@@ -44,6 +43,16 @@ from continualcode.agent.failures import (
     read_failure,
     suspect_functions,
 )
+from continualcode.agent.repair_candidates import (
+    Candidate,
+    candidate_feedback,
+    closest,
+    detail,
+    sample,
+    store_candidate,
+    unified_diff,
+    verdict,
+)
 from continualcode.agent.repair_prompt import (
     PREFIXES,
     candidate_prefix,
@@ -53,7 +62,7 @@ from continualcode.agent.repair_prompt import (
     suspect_parts,
 )
 from continualcode.agent.tool_calls import ToolCall
-from continualcode.engines.base import Completion, SamplingParams
+from continualcode.engines.base import SamplingParams
 from continualcode.tools.scratch import PatchConflict, ScratchTree, apply_patch
 from continualcode.tools.shell import run_in_repo
 from continualcode.tools.workspace import Workspace
@@ -65,9 +74,6 @@ RequestResult = Any
 REPAIR_WORDS = re.compile(
     r"\b(tests?|failing|fails?|failed|failure|errors?|exceptions?|traceback|crash\w*|bugs?|broken|fix\w*|"
     r"pytest|raises?)\b", re.IGNORECASE)
-FEEDBACK = "The check `{check}` failed with this fix (exit code {exit_code}):\n{failure}"
-REPAIR_SESSION = "repair"
-"""The store session kind of a stored candidate (`Store.list_sessions` leaves them out)."""
 
 
 def wants_repair(request: str) -> bool:
@@ -102,21 +108,6 @@ class RepairConfig:
 
 
 @dataclass
-class Candidate:
-    round: int
-    index: int
-    completion: Completion
-    edits: dict[str, str] = field(default_factory=dict)
-    error: str | None = None          # unusable reply: why
-    passed: bool = False
-    exit_code: int | None = None
-    failure: Failure | None = None
-    diff: str = ""
-    message_id: int | None = None
-    duplicate_of: int | None = None
-
-
-@dataclass
 class RepairOutcome:
     status: str                        # fixed | unfixed | no_failure | declined | no_check
     check: str | None = None
@@ -129,7 +120,7 @@ class RepairOutcome:
     request: str = ""
 
     def summary(self) -> dict:
-        best = self.winner or _closest(self.candidates)
+        best = self.winner or closest(self.candidates)
         return {"status": self.status, "check": self.check, "rounds": self.rounds,
                 "candidates_tried": sum(1 for c in self.candidates if c.duplicate_of is None),
                 "candidates_sampled": len(self.candidates),
@@ -184,7 +175,7 @@ class Repairer:
         if not files:
             return False
         suspects = suspect_functions(failure, agent.workspace.root, list(files), check)
-        agent.events.on_notice(f"the check fails ({_detail(failure)}); looking at {', '.join(files)}")
+        agent.events.on_notice(f"the check fails ({detail(failure)}); looking at {', '.join(files)}")
         conversation = repair_conversation(request, check, failure, files, suspects, self.format)
         with ScratchTree.create(agent.workspace.root) as scratch:
             self._rounds(agent, conversation, scratch, check, files, suspects, outcome, started, cancel)
@@ -224,7 +215,7 @@ class Repairer:
                     round_candidates.append(candidate)
                     outcome.candidates.append(candidate)
                     self._evaluate(candidate, scratch, check, files, agent, seen)
-                    agent.events.on_notice(f"candidate {number}.{candidate.index}: {_verdict(candidate)}")
+                    agent.events.on_notice(f"candidate {number}.{candidate.index}: {verdict(candidate)}")
                     agent.events.on_candidate(candidate)
                     if candidate.passed:
                         outcome.winner, outcome.status = candidate, "fixed"
@@ -235,12 +226,12 @@ class Repairer:
             if number == self.config.rounds or time.monotonic() - started > self.config.time_budget \
                     or (cancel is not None and cancel.is_set()):
                 return
-            closest = _closest(round_candidates[:fixes] or round_candidates)
-            if closest is None:
+            best = closest(round_candidates[:fixes] or round_candidates)
+            if best is None:
                 return
-            failure = closest.failure.output if closest.failure else closest.error or ""
-            conversation += [{"role": "assistant", "content": closest.completion.text},
-                             {"role": "user", "content": retry_message(check, failure, _verdict(closest),
+            failure = best.failure.output if best.failure else best.error or ""
+            conversation += [{"role": "assistant", "content": best.completion.text},
+                             {"role": "user", "content": retry_message(check, failure, verdict(best),
                                                                        self.format, files, suspects)}]
 
     def _evaluate(self, candidate: Candidate, scratch: ScratchTree, check: str, files: dict[str, str],
@@ -289,7 +280,7 @@ class Repairer:
     def _finish(self, agent: Agent, request: str, outcome: RepairOutcome, result: RequestResult) -> None:
         check = outcome.check
         winner = outcome.winner
-        shown = winner or _closest(outcome.candidates)
+        shown = winner or closest(outcome.candidates)
         if shown is not None:  # what a follow-up of the user's judges: the reply that was applied or closest
             shown.message_id = store_candidate(agent, request, shown)
             agent.last_reply_id = shown.message_id
@@ -299,10 +290,10 @@ class Repairer:
         if winner is None:
             result.stop_reason = "unfixed"
             result.tests_passed = False
-            closest = "" if shown is None or shown.failure is None else (
-                f"\nThe closest attempt ({_detail(shown.failure)}):\n{shown.diff}\n{shown.failure.output}")
+            attempt = "" if shown is None or shown.failure is None else (
+                f"\nThe closest attempt ({detail(shown.failure)}):\n{shown.diff}\n{shown.failure.output}")
             result.final_text = (f"No candidate fix made `{check}` pass ({len(outcome.candidates)} tried in "
-                                 f"{outcome.rounds} round(s)). Nothing in your files was changed.{closest}")
+                                 f"{outcome.rounds} round(s)). Nothing in your files was changed.{attempt}")
             _summarize_in_conversation(agent, outcome, result)
             return
         decision = agent.approve_change(winner.diff)
@@ -351,75 +342,9 @@ class Repairer:
                                         text=f"the check `{outcome.check}` passed with this fix")
 
 
-def store_candidate(agent: Agent, request: str, candidate: Candidate) -> int:
-    """Keep a candidate with the conversation it answered, as a session of its own (kind "repair", not
-    offered by /resume): its training examples read x from it like any other reply's."""
-    store, completion = agent.store, candidate.completion
-    session = store.start_session(repo_root=str(agent.workspace.root), model=agent.engine.model_name,
-                                  engine=REPAIR_SESSION, title=f"candidate {candidate.round}.{candidate.index}: "
-                                  f"{request.strip()[:60]}")
-    for message in completion.extra.get("messages") or []:
-        store.add_message(session, message["role"], message["content"])
-    return store.add_message(session, "assistant", completion.text, token_ids=completion.token_ids,
-                             logprobs=completion.logprobs, adapter_version=completion.adapter_version)
-
-
 def _summarize_in_conversation(agent: Agent, outcome: RepairOutcome, result: RequestResult) -> None:
     """What the user's conversation keeps of the repair: the check's verdict and the outcome, so a later
     request (or a resumed session) knows what happened. Not a model reply: no tokens to train on."""
     agent.append_message("user", f"[continualcode ran the check `{outcome.check}`: "
-                                 f"{_detail(outcome.initial_failure)}; tried {len(outcome.candidates)} candidate fixes]")
+                                 f"{detail(outcome.initial_failure)}; tried {len(outcome.candidates)} candidate fixes]")
     agent.append_message("assistant", result.final_text)
-
-
-def sample(engine, messages: list[dict], params: SamplingParams, n: int, cancel=None) -> list[Completion]:
-    """n completions in one batch when the engine can (Engine.sample), else one at a time; each records
-    the conversation it answered (`extra["messages"]`) for the training examples."""
-    snapshot = [dict(m) for m in messages]
-    if hasattr(engine, "sample"):
-        completions = engine.sample(messages, params, n, cancel=cancel)
-    else:
-        completions = [engine.generate(messages, params, cancel=cancel) for _ in range(n)]
-    for completion in completions:
-        completion.extra["messages"] = snapshot
-    return completions
-
-
-def unified_diff(files: dict[str, str], edits: dict[str, str]) -> str:
-    parts = []
-    for path, new in edits.items():
-        parts.extend(difflib.unified_diff(files[path].splitlines(keepends=True), new.splitlines(keepends=True),
-                                          f"a/{path}", f"b/{path}"))
-    return "".join(line if line.endswith("\n") else line + "\n" for line in parts)
-
-
-def _closest(candidates: list[Candidate]) -> Candidate | None:
-    """The usable candidate that passed the most tests (ties: the earliest)."""
-    scored = [c for c in candidates if c.failure is not None or c.passed]
-    if not scored:
-        return next((c for c in candidates if c.error is None), candidates[0] if candidates else None)
-    return max(scored, key=lambda c: (1.0 if c.passed else c.failure.score, -c.round, -c.index))
-
-
-def _detail(failure: Failure) -> str:
-    if failure.passed or failure.failed:
-        return f"{failure.failed} failing, {failure.passed} passing"
-    return "it errors before any test runs"
-
-
-def candidate_feedback(check: str, candidate: Candidate) -> tuple[str, str]:
-    """(feedback kind, text) a failed candidate is judged by: its check output, or why it was unusable."""
-    if candidate.error:
-        return "parse_error", f"This fix could not be used: {candidate.error}"
-    output = candidate.failure.output if candidate.failure else ""
-    return "test_failure", FEEDBACK.format(check=check, exit_code=candidate.exit_code, failure=output)
-
-
-def _verdict(candidate: Candidate) -> str:
-    if candidate.error:
-        return f"unusable ({candidate.error})"
-    if candidate.duplicate_of is not None:
-        return f"same fix as candidate {candidate.round}.{candidate.duplicate_of}"
-    if candidate.passed:
-        return "PASSED"
-    return f"failed ({_detail(candidate.failure)})" if candidate.failure else "failed"

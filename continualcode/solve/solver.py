@@ -37,7 +37,8 @@ from typing import Callable
 
 from continualcode.agent.feedback import FeedbackRecorder
 from continualcode.agent.loop import Agent, AgentEvents, Decision
-from continualcode.agent.repair import RepairConfig, Repairer, candidate_feedback
+from continualcode.agent.repair import RepairConfig, Repairer
+from continualcode.agent.repair_candidates import candidate_feedback
 from continualcode.agent.system_prompt import system_prompt
 from continualcode.agent.tool_calls import ToolCall
 from continualcode.engines.base import SamplingParams
