@@ -69,8 +69,8 @@ def cmd_bench_agent(args: argparse.Namespace, settings: Settings) -> int:
     settings = dataclasses.replace(
         settings, learn=args.bench_learn, learn_repair=args.bench_learn,  # --learn measures learning from repairs
         repair=args.repair, max_new_tokens=min(settings.max_new_tokens, 512),
-        **{k: v for k, v in (("repair_candidates", args.candidates), ("repair_rounds", args.rounds), ("repair_base_rounds", args.base_rounds),
-                             ("repair_rewrites", args.rewrites),
+        **{k: v for k, v in (("repair_candidates", args.candidates), ("repair_rounds", args.rounds),
+                             ("repair_base_rounds", args.base_rounds), ("repair_rewrites", args.rewrites),
                              ("edit_format", args.edit_format), ("repair_prefix", args.repair_prefix),
                              ("gate", args.gate))
            if v is not None})

@@ -109,7 +109,8 @@ class ScriptedEngine:
         ids = list(reply.encode())
         return Completion(
             text=reply, token_ids=ids, logprobs=[0.0] * len(ids), finish_reason="stop",
-            adapter_version=None if params.base else self._version, prompt_tokens=sum(len(m["content"]) for m in messages),
+            adapter_version=None if params.base else self._version,
+            prompt_tokens=sum(len(m["content"]) for m in messages),
         )
 
 
