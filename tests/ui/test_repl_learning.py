@@ -75,9 +75,12 @@ def trained(status: str) -> bool:
 def corrected_then_asked(repo, *flags) -> tuple[str, str, str]:
     """(answer to the new prompt before the corrections, after them, the REPL's whole output)."""
     (repo / ".continualcode").mkdir(exist_ok=True)
-    # greedy: before vs after; CONTINUALCODE_REPL_TEST_CONFIG adds TOML lines (other learning settings)
+    # greedy: before vs after; CONTINUALCODE_REPL_TEST_CONFIG adds TOML lines (other learning settings).
+    # fp32: the two answers are computed from different prefix-cache states (the corrections in between);
+    # only in fp32 does a cached prefill give a full prefill's tokens (docs/engine.md). In bf16, on an Intel
+    # CPU with AMX, the no-learning answer changed without any learning (session 11).
     extra = os.environ.get("CONTINUALCODE_REPL_TEST_CONFIG", "").replace(";", "\n")
-    (repo / ".continualcode" / "config.toml").write_text(f"temperature = 0.0\n{extra}\n")
+    (repo / ".continualcode" / "config.toml").write_text(f'temperature = 0.0\ndtype = "fp32"\n{extra}\n')
     child = spawn(repo, *flags)
     output = prompt(child)
     before = answer(child, NEW_PROMPT)
