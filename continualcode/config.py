@@ -78,17 +78,18 @@ class Settings:
     """The SDPO loss's generalized-JSD alpha: 0 = forward KL (pulls the student toward tokens the teacher
     prefers that it rarely emits), 1 = reverse KL (the paper's reference). Unset = the model's preset
     (adapters/presets.toml; docs/learning.md has the measurements behind each)."""
-    divergence_support: str = "student"
+    divergence_support: str | None = None
     """Tokens the divergence is taken over: student (its top-K plus a tail bucket, the reference), union
-    (the student's and the teacher's top-K), full (the whole vocabulary)."""
+    (the student's and the teacher's top-K), full (the whole vocabulary). Unset = the model's preset."""
     learn_rounds: int = 1
     """Rounds per feedback event, each of steps_per_feedback steps (rollouts are resampled every round)."""
     learn_rollouts: int = 0
     """Fresh responses sampled per round for the judged prompt, besides the one the user saw."""
     learn_expand: int = 0
     """Other prompts (recent ones, then model-written) the feedback is distilled on as a standing instruction."""
-    learn_teacher_samples: float = 0.0
-    """Fraction of the rollouts sampled from the teacher (feedback in context)."""
+    learn_teacher_samples: float | None = None
+    """Fraction of the rollouts sampled from the teacher (feedback in context); with no rollouts, any
+    value above 0 adds one teacher sample per round. Unset = the model's preset."""
     learn_replay: bool | None = None
     """Replay general prompts and accepted answers against the weights before the event (forgetting
     control). Unset = the model's preset."""

@@ -71,16 +71,22 @@ def make_trainer(store: Store, registry: AdapterRegistry, settings: Settings, en
     steps = settings.steps_per_feedback or preset.steps_per_feedback
     try:
         config = SDPOConfig(learning_rate=settings.learning_rate or preset.learning_rate,
-                            alpha=preset.divergence_alpha if settings.divergence_alpha is None
-                            else settings.divergence_alpha,
-                            support=settings.divergence_support, replay_weight=settings.learn_replay_weight)
+                            alpha=_or(settings.divergence_alpha, preset.divergence_alpha),
+                            support=_or(settings.divergence_support, preset.divergence_support),
+                            replay_weight=settings.learn_replay_weight)
         recipe = LearnRecipe(steps=steps, rounds=settings.learn_rounds, rollouts=settings.learn_rollouts,
-                             expand=settings.learn_expand, teacher_samples=settings.learn_teacher_samples,
-                             replay=preset.learn_replay if settings.learn_replay is None else settings.learn_replay)
+                             expand=settings.learn_expand,
+                             teacher_samples=_or(settings.learn_teacher_samples, preset.learn_teacher_samples),
+                             replay=_or(settings.learn_replay, preset.learn_replay))
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"learning settings: {exc}") from exc
     return Trainer(store, registry, resolved, engine=engine, dtype=settings.dtype, preset=preset, config=config,
                    steps_per_feedback=steps, recipe=recipe, gate=gate_for(settings))
+
+
+def _or(setting, preset_value):
+    """A learning setting when it is set, else the model's preset (adapters/presets.toml)."""
+    return preset_value if setting is None else setting
 
 
 def open_session(repo: Path, settings: Settings, approver: Approver, events: AgentEvents | None = None,

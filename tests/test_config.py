@@ -60,6 +60,11 @@ def test_bad_toml_and_bad_type(homes):
         load_settings(repo)
     user.write_text("divergence_alpha = 0\n")
     assert load_settings(repo).divergence_alpha == 0.0
+    user.write_text("divergence_support = 1\n")
+    with pytest.raises(ConfigError, match="divergence_support must be str"):
+        load_settings(repo)
+    user.write_text("learn_teacher_samples = 1\n")
+    assert load_settings(repo).learn_teacher_samples == 1.0
 
 
 # -- the trust rule (issue 13, item 3) -----------------------------------------------------------------------

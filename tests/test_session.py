@@ -28,11 +28,16 @@ def test_the_defaults_are_the_presets_and_the_shipped_divergence(git_repo):
     defaults = Settings()
     assert trainer.config.learning_rate == trainer.preset.learning_rate
     assert trainer.recipe.steps == trainer.preset.steps_per_feedback
-    # alpha and replay are measured per model (adapters/presets.toml); a setting overrides the preset.
-    assert (trainer.config.alpha, trainer.recipe.replay) == (trainer.preset.divergence_alpha, trainer.preset.learn_replay)
-    assert trainer.config.support == defaults.divergence_support
-    overridden = trainer_for(git_repo, divergence_alpha=0.5, learn_replay=not trainer.preset.learn_replay)
-    assert (overridden.config.alpha, overridden.recipe.replay) == (0.5, not trainer.preset.learn_replay)
+    # alpha, support, teacher samples and replay are measured per model (adapters/presets.toml); a setting
+    # overrides the preset.
+    preset = trainer.preset
+    assert (trainer.config.alpha, trainer.config.support, trainer.recipe.teacher_samples, trainer.recipe.replay) == \
+        (preset.divergence_alpha, preset.divergence_support, preset.learn_teacher_samples, preset.learn_replay)
+    assert defaults.divergence_support is None and defaults.learn_teacher_samples is None
+    overridden = trainer_for(git_repo, divergence_alpha=0.5, learn_replay=not preset.learn_replay,
+                             divergence_support="union", learn_teacher_samples=0.5)
+    assert (overridden.config.alpha, overridden.config.support, overridden.recipe.teacher_samples,
+            overridden.recipe.replay) == (0.5, "union", 0.5, not preset.learn_replay)
 
 
 @pytest.mark.parametrize("bad", [{"divergence_alpha": 2.0}, {"divergence_alpha": "high"}, {"divergence_support": "teacher"},

@@ -32,6 +32,12 @@ class LoraPreset:
     overrides it). Optional in presets.toml: unmeasured models keep the reference's 1.0."""
     learn_replay: bool = False
     """Replay general prompts in every feedback event (setting learn_replay overrides it)."""
+    divergence_support: str = "student"
+    """The token ids the divergence is taken over (student, union, full; setting divergence_support
+    overrides it; SDPOConfig checks the name). Optional: unmeasured models keep the student's top-K."""
+    learn_teacher_samples: float = 0.0
+    """Responses sampled from the teacher per feedback event (as the setting learn_teacher_samples;
+    it overrides this). Optional: 0, none."""
 
     @property
     def scale(self) -> float:
@@ -67,13 +73,25 @@ def _preset(name: str, table: dict, path: Path) -> LoraPreset:
         steps_per_feedback=int(table["steps_per_feedback"]),
         divergence_alpha=_alpha(table.get("divergence_alpha", 1.0), name, path),
         learn_replay=_flag(table.get("learn_replay", False), "learn_replay", name, path),
+        divergence_support=_name(table.get("divergence_support", "student"), "divergence_support", name, path),
+        learn_teacher_samples=_fraction(table.get("learn_teacher_samples", 0.0), "learn_teacher_samples", name, path),
     )
 
 
 def _alpha(value, name: str, path: Path) -> float:
+    return _fraction(value, "divergence_alpha", name, path)
+
+
+def _fraction(value, key: str, name: str, path: Path) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value <= 1.0:
-        raise ValueError(f"{path}: preset [{name}] divergence_alpha must be a number in [0, 1], got {value!r}")
+        raise ValueError(f"{path}: preset [{name}] {key} must be a number in [0, 1], got {value!r}")
     return float(value)
+
+
+def _name(value, key: str, name: str, path: Path) -> str:
+    if not isinstance(value, str):
+        raise ValueError(f"{path}: preset [{name}] {key} must be a string, got {value!r}")
+    return value
 
 
 def _flag(value, key: str, name: str, path: Path) -> bool:

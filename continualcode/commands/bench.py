@@ -53,7 +53,7 @@ def register_bench(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--teacher", choices=["ema", "trust_region", "base", "live"], default=None)
     levers = parser.add_argument_group("feedback-event recipe (issue 15; each lever one flag, docs/sdpo.md)")
     levers.add_argument("--support", choices=["student", "union", "full"], default=None,
-                        help="token ids the divergence compares on (default: SDPOConfig, the student's top-K)")
+                        help="token ids the divergence compares on (default: the model's preset)")
     levers.add_argument("--rollouts", type=int, default=0, metavar="G",
                         help="fresh responses sampled per round for the judged prompt (default 0: y only)")
     levers.add_argument("--rounds", type=int, default=1, metavar="R",
@@ -61,8 +61,9 @@ def register_bench(parser: argparse.ArgumentParser) -> None:
     levers.add_argument("--expand", type=int, default=0, metavar="N",
                         help="other prompts the feedback is distilled on: earlier train prompts, then "
                         "model-written ones (default 0)")
-    levers.add_argument("--teacher-samples", type=float, default=0.0, metavar="F",
-                        help="fraction of the G responses sampled from the teacher context (default 0; "
+    levers.add_argument("--teacher-samples", type=float, default=None, metavar="F",
+                        help="fraction of the G responses sampled from the teacher context (default: the "
+                        "model's preset; "
                         "with G = 0, F > 0 adds one per round)")
     levers.add_argument("--replay", action=argparse.BooleanOptionalAction, default=None,
                         help="replay general prompts against the pre-update weights (forgetting control; "
@@ -107,8 +108,10 @@ def train_settings(args: argparse.Namespace, model_name: str) -> TrainSettings:
         teacher=args.teacher or defaults.teacher,
         teacher_update_rate=defaults.teacher_update_rate,
         max_new_tokens=args.max_new_tokens, temperature=args.temperature,
-        support=args.support or defaults.support, rollouts=args.rollouts, rounds=args.rounds, expand=args.expand,
-        teacher_samples=args.teacher_samples, replay=preset.learn_replay if args.replay is None else args.replay,
+        support=args.support or preset.divergence_support,
+        rollouts=args.rollouts, rounds=args.rounds, expand=args.expand,
+        teacher_samples=preset.learn_teacher_samples if args.teacher_samples is None else args.teacher_samples,
+        replay=preset.learn_replay if args.replay is None else args.replay,
         cache_teacher=args.cache_teacher,
         replay_weight=args.replay_weight if args.replay_weight is not None else defaults.replay_weight,
         system=args.system, followup_template=args.followup_template,

@@ -49,14 +49,19 @@ def test_missing_or_incomplete_presets_file_says_what_to_do(tmp_path):
         preset_for("anything", path=broken)
     shape = 'rank = 8\nalpha = 16\ndropout = 0.0\ntarget_modules = "all-linear"\nlearning_rate = 1e-4\nsteps_per_feedback = 2\n'
     tuned = tmp_path / "tuned.toml"
-    tuned.write_text(f"[default]\n{shape}divergence_alpha = 0\nlearn_replay = true\n")
+    tuned.write_text(f"[default]\n{shape}divergence_alpha = 0\nlearn_replay = true\n"
+                     'divergence_support = "full"\nlearn_teacher_samples = 1\n')
     preset = preset_for("anything", path=tuned)
     assert (preset.divergence_alpha, preset.learn_replay) == (0.0, True)
-    (tmp_path / "plain.toml").write_text(f"[default]\n{shape}")  # optional: the reference's reverse KL, no replay
-    assert (preset_for("x", path=tmp_path / "plain.toml").divergence_alpha, preset_for("x", path=tmp_path / "plain.toml")
-            .learn_replay) == (1.0, False)
+    assert (preset.divergence_support, preset.learn_teacher_samples) == ("full", 1.0)
+    (tmp_path / "plain.toml").write_text(f"[default]\n{shape}")  # optional: the reference's step and recipe
+    plain = preset_for("x", path=tmp_path / "plain.toml")
+    assert (plain.divergence_alpha, plain.learn_replay, plain.divergence_support, plain.learn_teacher_samples) == \
+        (1.0, False, "student", 0.0)
     for bad, message in (("divergence_alpha = 1.5", "divergence_alpha must be a number"),
-                         ('learn_replay = "yes"', "learn_replay must be true or false")):
+                         ('learn_replay = "yes"', "learn_replay must be true or false"),
+                         ("divergence_support = 1", "divergence_support must be a string"),
+                         ("learn_teacher_samples = 2", "learn_teacher_samples must be a number in")):
         (tmp_path / "bad.toml").write_text(f"[default]\n{shape}{bad}\n")
         with pytest.raises(ValueError, match=message):
             preset_for("x", path=tmp_path / "bad.toml")
@@ -106,3 +111,9 @@ def test_attached_adapter_starts_at_the_base_model_and_only_lora_trains():
     assert trainable and all("lora_" in n for n in trainable)
     with torch.no_grad():
         assert torch.allclose(model(input_ids=ids).logits, expected, atol=1e-5)
+
+
+def test_the_default_models_preset_ships_the_measured_teacher_sample_recipe():
+    qwen, smol = preset_for("qwen2.5-coder-0.5b"), preset_for("smollm2-135m")
+    assert (qwen.divergence_alpha, qwen.divergence_support, qwen.learn_teacher_samples) == (0.0, "full", 1.0)
+    assert (smol.divergence_alpha, smol.divergence_support, smol.learn_teacher_samples) == (1.0, "student", 0.0)
