@@ -36,8 +36,8 @@ class LoraPreset:
     """The token ids the divergence is taken over (student, union, full; setting divergence_support
     overrides it; SDPOConfig checks the name). Optional: unmeasured models keep the student's top-K."""
     learn_teacher_samples: float = 0.0
-    """Responses sampled from the teacher per feedback event (as the setting learn_teacher_samples;
-    it overrides this). Optional: 0, none."""
+    """The fraction of a feedback event's rollouts sampled from the teacher; with no rollouts, any value
+    above 0 adds one teacher sample per round (setting learn_teacher_samples overrides it). Optional: 0."""
 
     @property
     def scale(self) -> float:
@@ -71,15 +71,11 @@ def _preset(name: str, table: dict, path: Path) -> LoraPreset:
         target_modules=targets if isinstance(targets, str) else tuple(targets),
         learning_rate=float(table["learning_rate"]),
         steps_per_feedback=int(table["steps_per_feedback"]),
-        divergence_alpha=_alpha(table.get("divergence_alpha", 1.0), name, path),
+        divergence_alpha=_fraction(table.get("divergence_alpha", 1.0), "divergence_alpha", name, path),
         learn_replay=_flag(table.get("learn_replay", False), "learn_replay", name, path),
         divergence_support=_name(table.get("divergence_support", "student"), "divergence_support", name, path),
         learn_teacher_samples=_fraction(table.get("learn_teacher_samples", 0.0), "learn_teacher_samples", name, path),
     )
-
-
-def _alpha(value, name: str, path: Path) -> float:
-    return _fraction(value, "divergence_alpha", name, path)
 
 
 def _fraction(value, key: str, name: str, path: Path) -> float:
