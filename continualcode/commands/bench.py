@@ -73,6 +73,9 @@ def register_bench(parser: argparse.ArgumentParser) -> None:
                         "tokens (default: SDPOConfig, 1.0)")
     levers.add_argument("--cache-teacher", action="store_true",
                         help="one teacher pass per round instead of per step (EMA moves at the round's end)")
+    levers.add_argument("--gate", action="store_true",
+                        help="after each sdpo event, the REPL's promotion gate against the weights before it; "
+                        "a rejected event is undone (what the REPL would serve)")
     parser.add_argument("--max-new-tokens", type=int, default=64)
     parser.add_argument("--system", choices=SYSTEMS, default="none",
                         help="none: the scenarios as written; agent: every conversation under the REPL's system "
@@ -114,7 +117,7 @@ def train_settings(args: argparse.Namespace, model_name: str) -> TrainSettings:
         replay=preset.learn_replay if args.replay is None else args.replay,
         cache_teacher=args.cache_teacher,
         replay_weight=args.replay_weight if args.replay_weight is not None else defaults.replay_weight,
-        system=args.system, followup_template=args.followup_template,
+        system=args.system, followup_template=args.followup_template, gate=args.gate,
     )
     try:
         settings.recipe(), settings.sdpo_config()

@@ -72,6 +72,10 @@ class TrainSettings:
     followup_template: str = "hindsight"
     """The teacher template of the followup items' examples (hindsight, the tables' default; the REPL's
     setting defaults to ``prefix``, the feedback before the request)."""
+    gate: bool = False
+    """After each sdpo event, the promotion gate against the weights before it (``gate.gate_event``: the
+    general probes minus the held-out items, and the scenario's feedback prompts so far); a rejected
+    event is undone, as the REPL's trainer keeps serving and training from the live version."""
 
     def sdpo_config(self) -> SDPOConfig:
         return SDPOConfig(alpha=self.alpha, teacher=self.teacher, teacher_update_rate=self.teacher_update_rate,
@@ -122,6 +126,7 @@ def train_on_feedback(learner: Learner, items: list[dict], method: str, settings
     steps: list[dict] = []
     events: list[dict] = []
     replay = replay_prompts(list(held_out))
+    gated: list[dict] = []
     for index, item in enumerate(items):
         template = template_for_kind(item["kind"], settings.followup_template)
         context = item["messages"] if method == "sdpo" else teacher_messages(
@@ -131,9 +136,13 @@ def train_on_feedback(learner: Learner, items: list[dict], method: str, settings
         if method == "sdpo":
             example = learner.example(item["messages"], y.text, token_ids=y.token_ids, logprobs=y.logprobs,
                                       feedback=item["feedback"], template=template)
+            before = learner.snapshot() if settings.gate else None
             event = learn_from_feedback(learner, example, settings.recipe(),
                                         recent_prompts=[i["messages"] for i in items[:index]][::-1],
                                         replay=replay, seed=seed * 1000 + index)
+            if before is not None:
+                gated.append(_gate(learner, before, items[:index + 1], held_out))
+                event["seconds"] += gated[-1]["scores"]["seconds"]
             events.append(event)
             steps.extend(event["history"])
         else:
@@ -157,7 +166,29 @@ def train_on_feedback(learner: Learner, items: list[dict], method: str, settings
         summary["rolled_back"] = sum("rolled_back" in e for e in events)
         summary["by_kind"] = merge_kinds([e["by_kind"] for e in events])
         summary["expansion_prompts"] = [e["expansion_prompts"] for e in events]
+    if gated:
+        summary["gate"] = [{"decision": g["decision"], "reason": g["reason"], "seconds": g["scores"]["seconds"],
+                            "regressed": g["scores"]["regressed"]} for g in gated]
+        summary["rejected"] = sum(g["decision"] == "rejected" for g in gated)
     return summary
+
+
+def _gate(learner: Learner, before: dict, items: list[dict], held_out: list[list[dict]]) -> dict:
+    """The promotion gate on one event (what the REPL's trainer runs before serving a version): the general
+    probes except the scenario's held-out items, then its latest distinct feedback prompts (the store's
+    recent examples in the REPL); a rejected event goes back to ``before``."""
+    from continualcode.learning.checks import Check
+    from continualcode.learning.gate import GateConfig, gate_event
+
+    config = GateConfig()
+    skip = {repr(m) for m in held_out}
+    checks = [c for c in config.probes if repr(list(c.messages)) not in skip]
+    recent = list({repr(i["messages"]): i["messages"] for i in reversed(items)}.values())[: config.replay_size]
+    checks += [Check(m) for m in recent]
+    decision = gate_event(learner, before, checks, config)
+    if decision["decision"] == "rejected":
+        learner.restore(before)
+    return decision
 
 
 def merge_kinds(parts: list[dict]) -> dict:

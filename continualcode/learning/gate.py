@@ -33,6 +33,7 @@ from continualcode.learning.probes import GENERAL_PROBES, Accepted, accepted_ans
 
 if TYPE_CHECKING:
     from continualcode.config import Settings
+    from continualcode.learning.learner import Learner
     from continualcode.learning.trainer import GateFn, Trainer
 
 
@@ -89,29 +90,29 @@ def _weights(trainer: Trainer, version: str | None):
     return trainer.learner.weights(trainer.registry.load_tensors(version))
 
 
-def _score(trainer: Trainer, version: str | None, checks: list[Check], answers: list[Accepted],
-           config: GateConfig, remembered: dict) -> dict:
-    """Greedy answers of ``version`` to every check (reusing remembered ones), their pass rate, the log-prob.
+def score(learner: Learner, key: str, checks: list[Check], answers: list[Accepted], config: GateConfig,
+          remembered: dict) -> dict:
+    """Greedy answers of the weights ``learner`` runs now to every check, their pass rate, the log-prob.
 
-    A published version's weights never change, so its greedy answer to a
-    prompt is remembered: the live version's answers to the probes and older
+    ``key`` names those weights in ``remembered``: a published version's weights never change, so its
+    greedy answer to a prompt is remembered and the live version's answers to the probes and older
     replay prompts cost nothing at the next gate.
     """
-    keys = [(version or "base", repr(c.messages), config.max_new_tokens) for c in checks]
-    missing = [i for i, key in enumerate(keys) if key not in remembered]
+    keys = [(key, repr(c.messages), config.max_new_tokens) for c in checks]
+    missing = [i for i, k in enumerate(keys) if k not in remembered]
     if missing:
-        groups = trainer.learner.sample([checks[i].messages for i in missing], n=1,
-                                        max_new_tokens=config.max_new_tokens, temperature=0.0)
+        groups = learner.sample([checks[i].messages for i in missing], n=1,
+                                max_new_tokens=config.max_new_tokens, temperature=0.0)
         if len(remembered) > 1024:
             remembered.clear()
         for i, group in zip(missing, groups):
             remembered[keys[i]] = group[0].text
-    texts = [remembered[key] for key in keys]
+    texts = [remembered[k] for k in keys]
     passed = [c.passes(t) if c.pass_regex or c.fail_regex else not degenerate(t) for c, t in zip(checks, texts)]
     answered = [t.strip() for t in texts if t.strip()]
     return {"pass": sum(passed) / len(passed), "passed": passed, "texts": texts, "generated": len(missing),
             "distinct": len(set(answered)) / len(texts),
-            "accepted_logprob": trainer.learner.mean_logprob([(a.messages, a.response_ids) for a in answers])}
+            "accepted_logprob": learner.mean_logprob([(a.messages, a.response_ids) for a in answers])}
 
 
 def decide(live: dict, candidate: dict, config: GateConfig) -> tuple[str, str]:
@@ -153,19 +154,46 @@ def promotion_gate(trainer: Trainer, version: str, config: GateConfig | None = N
     checks = [c for c in checks if learner.prompt_tokens(c.messages) <= config.max_prompt_tokens]
     answers = accepted_answers(trainer.store, learner.tokenizer, config.accepted_size)
     with _weights(trainer, version):
-        candidate = _score(trainer, version, checks, answers, config, remembered)
+        candidate = score(learner, version, checks, answers, config, remembered)
     with _weights(trainer, live_name):
-        live = _score(trainer, live_name, checks, answers, config, remembered)
+        live = score(learner, live_name or "base", checks, answers, config, remembered)
+    return _decision(live_name or "base", live, candidate, checks, len(answers), config, started)
+
+
+def _decision(live_name: str, live: dict, candidate: dict, checks: list[Check], accepted: int,
+              config: GateConfig, started: float) -> dict:
+    """``decide``'s decision and reason with the record: both versions' pass rates, log-probs, distinct
+    shares, counts, seconds, and ``regressed``: the prompts (their last message, cut to 80 characters)
+    the live version passed and the candidate failed; a rejection's reason names them."""
     decision, reason = decide(live, candidate, config)
+    regressed = [str(c.messages[-1].get("content") or "")[:80]
+                 for c, was, now in zip(checks, live["passed"], candidate["passed"]) if was and not now]
+    if decision == "rejected" and regressed:
+        reason += "; now failing: " + ", ".join(repr(r) for r in regressed)
     scores = {
-        "live_version": live_name or "base",
+        "live_version": live_name,
         "pass_live": live["pass"], "pass_candidate": candidate["pass"],
         "accepted_logprob_live": live["accepted_logprob"], "accepted_logprob_candidate": candidate["accepted_logprob"],
         "distinct_live": live["distinct"], "distinct_candidate": candidate["distinct"],
-        "items": len(checks), "accepted": len(answers), "generated": candidate["generated"] + live["generated"],
-        "threshold": config.threshold, "seconds": time.perf_counter() - started,
+        "items": len(checks), "accepted": accepted, "generated": candidate["generated"] + live["generated"],
+        "regressed": regressed, "threshold": config.threshold, "seconds": time.perf_counter() - started,
     }
     return {"decision": decision, "reason": reason, "scores": scores}
+
+
+def gate_event(learner: Learner, before: dict, checks: list[Check], config: GateConfig | None = None) -> dict:
+    """The gate on a bare learner (the learning bench): its weights now against ``before`` (a
+    ``Learner.snapshot`` from before the event), on ``checks``; the same decision as ``promotion_gate``.
+
+    The caller restores ``before`` when the decision is "rejected", as the trainer reloads the live version.
+    """
+    config = config or GateConfig()
+    started = time.perf_counter()
+    checks = [c for c in checks if learner.prompt_tokens(c.messages) <= config.max_prompt_tokens]
+    candidate = score(learner, "candidate", checks, [], config, {})
+    with learner.weights(before["student"]):
+        live = score(learner, "before", checks, [], config, {})
+    return _decision("before", live, candidate, checks, 0, config, started)
 
 
 class PromotionGate:

@@ -212,6 +212,43 @@ def test_sdpo_training_changes_the_weights_and_reset_restores_base(learner):
 
 
 @pytest.mark.slow
+def test_gate_undoes_an_event_that_wrecks_the_general_answers(learner, monkeypatch):
+    """--gate: the REPL's promotion gate after each event, on the real SmolLM2; an event whose training
+    wrecked the weights is rejected and undone, a harmless one is kept."""
+    import torch
+
+    from continualcode.evals import learning_methods
+    from continualcode.evals.learning_methods import TrainSettings, train_on_feedback
+    from continualcode.learning.lora import lora_parameters
+
+    def event(scale: float):
+        def learn(learner_, example, recipe, **_):
+            with torch.no_grad():
+                for name, param in lora_parameters(learner_.model).items():
+                    if "lora_B" in name:
+                        param.add_(torch.randn_like(param) * scale)
+            return {"history": [], "rollouts": 0, "teacher_samples": 0, "expanded": 0, "replayed": 0,
+                    "by_kind": {}, "expansion_prompts": [], "seconds": 0.0}
+        return learn
+
+    items = [{"messages": [{"role": "user", "content": "What is 7 * 8?"}], "feedback": "Just the number.",
+              "kind": "followup"}]
+    settings = TrainSettings(steps_per_feedback=1, learning_rate=1e-4, max_new_tokens=8, gate=True)
+    learner.reset(settings.sdpo_config())
+    before = {k: p.detach().clone() for k, p in lora_parameters(learner.model).items()}
+    monkeypatch.setattr(learning_methods, "learn_from_feedback", event(3.0))
+    wrecked = train_on_feedback(learner, items, "sdpo", settings, seed=0)
+    assert wrecked["rejected"] == 1 and "replay pass rate fell" in wrecked["gate"][0]["reason"]
+    after = lora_parameters(learner.model)
+    assert all(torch.equal(after[k], before[k]) for k in before)  # undone
+
+    monkeypatch.setattr(learning_methods, "learn_from_feedback", event(0.0))
+    kept = train_on_feedback(learner, items, "sdpo", settings, seed=0)
+    assert kept["rejected"] == 0 and kept["gate"][0]["decision"] == "promoted"
+    learner.reset()
+
+
+@pytest.mark.slow
 def test_bench_cli_on_smollm2_prints_tables_and_json_from_real_checks(tmp_path, small_model, capsys):
     france = [{"role": "user", "content": "What is the capital of France?"}]
     path = write(tmp_path / "tiny.jsonl",
