@@ -19,9 +19,16 @@ GENERAL_PROBES: tuple[Check, ...] = (
     Check(_user("Write a Python function add(a, b) that returns the sum of a and b."),
           [r"def add\(", r"a\s*\+\s*b"]),
     Check(_user("What color is the sky on a clear day?"), [r"(?i)\bblue\b"]),
+    Check(_user("What is the opposite of 'up'?"), [r"(?i)\bdown\b"]),
+    Check(_user("Who wrote 'Romeo and Juliet'?"), [r"(?i)shakespeare"]),
+    Check(_user("Name the first month of the year."), [r"(?i)january"]),
+    Check(_user("How many days are in a week?"), [r"(?i)\b(7|seven)\b"]),
 )
-"""Checks the base SmolLM2 passes greedily within 32 tokens (so a regression shows) and a collapsed
-model fails (no constant answer passes all four)."""
+"""Checks the base SmolLM2 passes greedily within 32 tokens (so a regression shows; the base Qwen2.5-Coder
+passes all but ``add``, whose preamble outlasts 32 tokens) and a collapsed model fails (no constant
+answer passes them all). Eight, not four: where the learning bench leaves out
+the probes a scenario holds out, four left too few to see a model that answers every question with a
+number (docs/learning.md, "The gate on the bench")."""
 
 
 DEFAULT_PROBES = (

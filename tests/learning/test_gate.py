@@ -7,10 +7,12 @@ import pytest
 import torch
 
 from continualcode.config import Settings
+from continualcode.learning.checks import Check
 from continualcode.learning.gate import (
     GateConfig,
     decide,
     degenerate,
+    gate_event,
     gate_for,
     replay_checks,
 )
@@ -51,7 +53,8 @@ def test_degenerate_catches_empty_output_and_loops(text, expected):
     assert degenerate(text) is expected
 
 
-@pytest.mark.parametrize("answer", ["", "NO", "YES", "5", "Paris", "blue", "def add(a, b):\n    return a + b"])
+@pytest.mark.parametrize("answer", ["", "NO", "YES", "5", "7", "Paris", "blue", "down", "Shakespeare", "January",
+                                    "def add(a, b):\n    return a + b"])
 def test_no_constant_answer_passes_every_probe(answer):
     assert not all(probe.passes(answer) for probe in GENERAL_PROBES)
 
@@ -105,6 +108,57 @@ def test_accepted_answers_are_solutions_and_replies_whose_tests_passed(tmp_path,
     assert [tokenizer.decode(a.response_ids, skip_special_tokens=True) for a in answers] == \
         ["Paris", "Done: the tests pass."]
     assert answers[0].messages == X and answers[1].messages == [{"role": "user", "content": "Fix the test."}]
+
+
+class AnsweringLearner:
+    """A learner whose greedy answers are a table per weights: ``now`` as trained, ``before`` inside
+    ``weights(...)`` (what ``gate_event`` swaps in for the pre-event snapshot)."""
+
+    def __init__(self, now: dict[str, str], before: dict[str, str]) -> None:
+        self.now, self.before, self.current, self.asked = now, before, now, []
+
+    def prompt_tokens(self, messages):
+        return 10
+
+    def sample(self, conversations, n, **_):
+        from types import SimpleNamespace
+
+        self.asked.append(len(conversations))
+        return [[SimpleNamespace(text=self.current[c[-1]["content"]])] for c in conversations]
+
+    def mean_logprob(self, answers):
+        return None
+
+    def weights(self, tensors):
+        from contextlib import contextmanager
+
+        @contextmanager
+        def swapped():
+            assert tensors == "snapshot tensors"
+            self.current = self.before
+            yield
+            self.current = self.now
+        return swapped()
+
+
+SANE = {"What is 2 + 3?": "5", "What is the capital of France?": "Paris.",
+        "Write a Python function add(a, b) that returns the sum of a and b.": "def add(a, b):\n    return a + b",
+        "What color is the sky on a clear day?": "Blue.", "What is the opposite of 'up'?": "Down.",
+        "Who wrote 'Romeo and Juliet'?": "Shakespeare.", "Name the first month of the year.": "January.",
+        "How many days are in a week?": "Seven.", "What is 7 * 8?": "56"}
+
+
+def test_gate_event_compares_the_weights_now_with_the_snapshot_before_the_event():
+    numbers = {prompt: "32" for prompt in SANE}  # the number-only collapse: a number for every question
+    checks = [*GateConfig().probes, Check([{"role": "user", "content": "What is 7 * 8?"}])]
+    collapsed = AnsweringLearner(now=numbers, before=SANE)
+    decision = gate_event(collapsed, {"student": "snapshot tensors"}, checks)
+    assert decision["decision"] == "rejected" and "1.00 → 0.11" in decision["reason"]  # only 7 * 8's "32"
+    assert decision["scores"]["pass_live"] == 1.0 and decision["scores"]["items"] == 9
+    assert decision["scores"]["regressed"] == [p for p in SANE if p != "What is 7 * 8?"]
+    assert collapsed.asked == [9, 9] and collapsed.current is numbers  # both weights asked, and swapped back
+    same = gate_event(AnsweringLearner(now=SANE, before=SANE), {"student": "snapshot tensors"}, checks)
+    assert same["decision"] == "promoted" and same["scores"]["regressed"] == []
 
 
 def test_gate_for_follows_the_settings():
