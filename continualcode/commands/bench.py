@@ -76,6 +76,9 @@ def register_bench(parser: argparse.ArgumentParser) -> None:
     levers.add_argument("--gate", action="store_true",
                         help="after each sdpo event, the REPL's promotion gate against the weights before it; "
                         "a rejected event is undone (what the REPL would serve)")
+    levers.add_argument("--gate-threshold", type=float, default=None, metavar="T",
+                        help="with --gate: largest allowed drop of the gate's pass rate (default: the setting "
+                        "gate_threshold, 0.1)")
     parser.add_argument("--max-new-tokens", type=int, default=64)
     parser.add_argument("--system", choices=SYSTEMS, default="none",
                         help="none: the scenarios as written; agent: every conversation under the REPL's system "
@@ -118,7 +121,10 @@ def train_settings(args: argparse.Namespace, model_name: str) -> TrainSettings:
         cache_teacher=args.cache_teacher,
         replay_weight=args.replay_weight if args.replay_weight is not None else defaults.replay_weight,
         system=args.system, followup_template=args.followup_template, gate=args.gate,
+        gate_threshold=args.gate_threshold if args.gate_threshold is not None else Settings().gate_threshold,
     )
+    if args.gate_threshold is not None and not (args.gate and 0.0 <= args.gate_threshold <= 1.0):
+        raise UsageError("bench learn: --gate-threshold needs --gate and a value in [0, 1]")
     try:
         settings.recipe(), settings.sdpo_config()
     except ValueError as exc:

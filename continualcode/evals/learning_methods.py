@@ -76,6 +76,8 @@ class TrainSettings:
     """After each sdpo event, the promotion gate against the weights before it (``gate.gate_event``: the
     general probes minus the held-out items, and the scenario's feedback prompts so far); a rejected
     event is undone, as the REPL's trainer keeps serving and training from the live version."""
+    gate_threshold: float = 0.1
+    """The gate's largest allowed drop of the replay pass rate (the REPL's ``gate_threshold``)."""
 
     def sdpo_config(self) -> SDPOConfig:
         return SDPOConfig(alpha=self.alpha, teacher=self.teacher, teacher_update_rate=self.teacher_update_rate,
@@ -141,7 +143,7 @@ def train_on_feedback(learner: Learner, items: list[dict], method: str, settings
                                         recent_prompts=[i["messages"] for i in items[:index]][::-1],
                                         replay=replay, seed=seed * 1000 + index)
             if before is not None:
-                gated.append(_gate(learner, before, items[:index + 1], held_out))
+                gated.append(_gate(learner, before, items[:index + 1], held_out, settings.gate_threshold))
                 event["seconds"] += gated[-1]["scores"]["seconds"]
             events.append(event)
             steps.extend(event["history"])
@@ -173,14 +175,14 @@ def train_on_feedback(learner: Learner, items: list[dict], method: str, settings
     return summary
 
 
-def _gate(learner: Learner, before: dict, items: list[dict], held_out: list[list[dict]]) -> dict:
+def _gate(learner: Learner, before: dict, items: list[dict], held_out: list[list[dict]], threshold: float) -> dict:
     """The promotion gate on one event (what the REPL's trainer runs before serving a version): the general
     probes except the scenario's held-out items, then its latest distinct feedback prompts (the store's
     recent examples in the REPL); a rejected event goes back to ``before``."""
     from continualcode.learning.checks import Check
     from continualcode.learning.gate import GateConfig, gate_event
 
-    config = GateConfig()
+    config = GateConfig(threshold=threshold)
     skip = {repr(m) for m in held_out}
     checks = [c for c in config.probes if repr(list(c.messages)) not in skip]
     recent = list({repr(i["messages"]): i["messages"] for i in reversed(items)}.values())[: config.replay_size]
