@@ -78,7 +78,7 @@ def register_bench(parser: argparse.ArgumentParser) -> None:
                         "a rejected event is undone (what the REPL would serve)")
     levers.add_argument("--gate-threshold", type=float, default=None, metavar="T",
                         help="with --gate: largest allowed drop of the gate's pass rate (default: the setting "
-                        "gate_threshold, 0.1)")
+                        "gate_threshold, 0.15)")
     parser.add_argument("--max-new-tokens", type=int, default=64)
     parser.add_argument("--system", choices=SYSTEMS, default="none",
                         help="none: the scenarios as written; agent: every conversation under the REPL's system "

@@ -76,7 +76,7 @@ class TrainSettings:
     """After each sdpo event, the promotion gate against the weights before it (``gate.gate_event``: the
     general probes minus the held-out items, and the scenario's feedback prompts so far); a rejected
     event is undone, as the REPL's trainer keeps serving and training from the live version."""
-    gate_threshold: float = 0.1
+    gate_threshold: float = 0.15
     """The gate's largest allowed drop of the replay pass rate (the REPL's ``gate_threshold``)."""
 
     def sdpo_config(self) -> SDPOConfig:

@@ -49,8 +49,9 @@ def degenerate(text: str) -> bool:
 class GateConfig:
     """What the gate replays and how much regression it tolerates."""
 
-    threshold: float = 0.1
-    """Largest allowed drop of the replay pass rate (0-1) against the live version."""
+    threshold: float = 0.15
+    """Largest allowed drop of the replay pass rate (0-1) against the live version (the setting
+    ``gate_threshold``)."""
     logprob_drop: float = 0.5
     """Largest allowed drop (nats per token) of the accepted answers' mean log-prob."""
     replay_size: int = 4

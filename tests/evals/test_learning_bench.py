@@ -139,7 +139,7 @@ def test_every_lever_is_a_flag_recorded_in_the_settings(tmp_path):
         train_settings(parser.parse_args(["learn", "--teacher-samples", "2"]), "smollm2-135m")
     gated = train_settings(parser.parse_args(["learn", "--gate", "--gate-threshold", "0.2"]), "smollm2-135m")
     assert (gated.gate, gated.gate_threshold) == (True, 0.2)
-    assert (defaults.gate, defaults.gate_threshold) == (False, 0.1)
+    assert (defaults.gate, defaults.gate_threshold) == (False, 0.15)
     for bad in (["--gate-threshold", "0.2"], ["--gate", "--gate-threshold", "1.5"]):
         with pytest.raises(UsageError, match="gate-threshold"):
             train_settings(parser.parse_args(["learn", *bad]), "smollm2-135m")

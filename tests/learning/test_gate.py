@@ -193,7 +193,7 @@ def test_a_sane_step_is_promoted_and_a_wrecked_one_is_kept_but_not_served(traine
     assert first["decision"] == "promoted", first["reason"]
     scores = first["scores"]
     assert scores["live_version"] == "base" and scores["items"] == len(GateConfig().probes) + 1
-    assert scores["pass_candidate"] >= scores["pass_live"] - 0.1 and scores["accepted"] == 1
+    assert scores["pass_candidate"] >= scores["pass_live"] - GateConfig().threshold and scores["accepted"] == 1
     assert scores["seconds"] > 0
     assert registry.live().version == "v0001"
 
