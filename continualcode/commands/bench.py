@@ -121,7 +121,7 @@ def train_settings(args: argparse.Namespace, model_name: str) -> TrainSettings:
         cache_teacher=args.cache_teacher,
         replay_weight=args.replay_weight if args.replay_weight is not None else defaults.replay_weight,
         system=args.system, followup_template=args.followup_template, gate=args.gate,
-        gate_threshold=args.gate_threshold if args.gate_threshold is not None else Settings().gate_threshold,
+        gate_threshold=args.gate_threshold if args.gate_threshold is not None else TrainSettings.gate_threshold,
     )
     if args.gate_threshold is not None and not (args.gate and 0.0 <= args.gate_threshold <= 1.0):
         raise UsageError("bench learn: --gate-threshold needs --gate and a value in [0, 1]")

@@ -36,6 +36,7 @@ from dataclasses import dataclass
 import torch
 
 from continualcode.adapters.presets import preset_for
+from continualcode.learning.gate import GateConfig
 from continualcode.learning.learner import Learner
 from continualcode.learning.probes import replay_prompts
 from continualcode.learning.recipe import LearnRecipe, learn_from_feedback
@@ -76,7 +77,7 @@ class TrainSettings:
     """After each sdpo event, the promotion gate against the weights before it (``gate.gate_event``: the
     general probes minus the held-out items, and the scenario's feedback prompts so far); a rejected
     event is undone, as the REPL's trainer keeps serving and training from the live version."""
-    gate_threshold: float = 0.15
+    gate_threshold: float = GateConfig.threshold
     """The gate's largest allowed drop of the replay pass rate (the REPL's ``gate_threshold``)."""
 
     def sdpo_config(self) -> SDPOConfig:
@@ -144,7 +145,6 @@ def train_on_feedback(learner: Learner, items: list[dict], method: str, settings
                                         replay=replay, seed=seed * 1000 + index)
             if before is not None:
                 gated.append(_gate(learner, before, items[:index + 1], held_out, settings.gate_threshold))
-                event["seconds"] += gated[-1]["scores"]["seconds"]
             events.append(event)
             steps.extend(event["history"])
         else:
@@ -179,14 +179,10 @@ def _gate(learner: Learner, before: dict, items: list[dict], held_out: list[list
     """The promotion gate on one event (what the REPL's trainer runs before serving a version): the general
     probes except the scenario's held-out items, then its latest distinct feedback prompts (the store's
     recent examples in the REPL); a rejected event goes back to ``before``."""
-    from continualcode.learning.checks import Check
-    from continualcode.learning.gate import GateConfig, gate_event
+    from continualcode.learning.gate import GateConfig, gate_checks, gate_event
 
     config = GateConfig(threshold=threshold)
-    skip = {repr(m) for m in held_out}
-    checks = [c for c in config.probes if repr(list(c.messages)) not in skip]
-    recent = list({repr(i["messages"]): i["messages"] for i in reversed(items)}.values())[: config.replay_size]
-    checks += [Check(m) for m in recent]
+    checks = gate_checks([item["messages"] for item in reversed(items)], config, exclude=held_out)
     decision = gate_event(learner, before, checks, config)
     if decision["decision"] == "rejected":
         learner.restore(before)

@@ -26,7 +26,7 @@ from __future__ import annotations
 import re
 import time
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Iterable
 
 from continualcode.learning.checks import Check
 from continualcode.learning.probes import GENERAL_PROBES, Accepted, accepted_answers
@@ -66,19 +66,27 @@ class GateConfig:
     probes: tuple[Check, ...] = field(default=GENERAL_PROBES)
 
 
-def replay_checks(store, config: GateConfig) -> list[Check]:
-    """The general probes, then the latest distinct feedback prompts (checked for degenerate answers)."""
-    checks = list(config.probes)
+def gate_checks(recent: Iterable[list[dict]], config: GateConfig, exclude: Iterable[list[dict]] = ()) -> list[Check]:
+    """The general probes (minus any conversation in ``exclude``: a benchmark's held-out items), then the
+    first ``replay_size`` distinct non-empty prompts of ``recent`` (newest first; checked for degenerate
+    answers)."""
+    skip = {repr(list(m)) for m in exclude}
+    checks = [c for c in config.probes if repr(list(c.messages)) not in skip]
     seen: set[str] = set()
-    for example in store.recent_examples(config.replay_size * 4):
-        key = repr(example["x"])
-        if key in seen or not example["x"]:
+    for messages in recent:
+        key = repr(messages)
+        if key in seen or not messages:
             continue
         seen.add(key)
-        checks.append(Check(example["x"]))
+        checks.append(Check(messages))
         if len(seen) >= config.replay_size:
             break
     return checks
+
+
+def replay_checks(store, config: GateConfig) -> list[Check]:
+    """The general probes, then the latest distinct feedback prompts of the store."""
+    return gate_checks((example["x"] for example in store.recent_examples(config.replay_size * 4)), config)
 
 
 def _weights(trainer: Trainer, version: str | None):
